@@ -1,0 +1,160 @@
+/**
+ * The MQTT client service.
+ *
+ * A client is a scoped resource: `make` forks the event loop into the scope
+ * (it connects, batches writes, keeps alive and reconnects by itself, no user
+ * code polls anything); closing the scope sends DISCONNECT, ends every
+ * subscription stream and fails every pending receipt with `ClientClosed`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { MqttClient, MqttMessage } from "@effect-mqtt/core"
+ * import { NodeMqttClient } from "@effect-mqtt/node"
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* MqttClient.MqttClient
+ *   const receipt = yield* client.publish({ topic: "greetings", payload: "hello", qos: 1 })
+ *   yield* receipt.acknowledged // PUBACK received
+ *   const first = yield* client.subscribe("greetings/#").pipe(Stream.take(1), Stream.runCollect)
+ *   yield* Effect.log(MqttMessage.text(first[0]))
+ * }).pipe(Effect.provide(NodeMqttClient.layer({ url: "mqtt://127.0.0.1:1883" })))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer } from "effect"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type * as Socket from "effect/socket/Socket"
+import * as internal from "./internal/client.ts"
+import type { ClientClosed, InvalidOptions, InvalidTopic, MqttError, QueueFull } from "./MqttError.ts"
+import type { MqttEvent } from "./MqttEvent.ts"
+import type { MqttMessage, PublishMessage, QoS } from "./MqttMessage.ts"
+import type { MqttClientOptions, Strategy } from "./MqttOptions.ts"
+
+/**
+ * The handle of an accepted publish.
+ *
+ * @since 0.1.0
+ */
+export interface PublishReceipt {
+  readonly topic: string
+  readonly qos: QoS
+  /**
+   * Succeeds when QoS 0 was written to the socket, QoS 1 got PUBACK, QoS 2 got
+   * PUBCOMP. Fails with `MessageDropped` (queue strategy), `PublishRejected`
+   * (v5 reason code >= 0x80), `ClientClosed`, or the connection error that
+   * stopped the client. It can be awaited any number of times.
+   */
+  readonly acknowledged: Effect.Effect<void, MqttError>
+}
+
+/**
+ * Options of one subscription.
+ *
+ * @since 0.1.0
+ */
+export interface SubscribeOptions {
+  /** Maximum QoS requested for the subscription. Default 0. */
+  readonly qos?: QoS
+}
+
+/**
+ * A snapshot of the client's counters.
+ *
+ * @since 0.1.0
+ */
+export interface MqttStats {
+  readonly connected: boolean
+  /** Publish requests waiting in the queue. */
+  readonly queueSize: number
+  readonly capacity: number
+  readonly strategy: Strategy
+  /** QoS 1/2 publishes sent and awaiting acknowledgement. */
+  readonly inflight: number
+  /** Messages dropped by the queue strategy (both kinds). */
+  readonly dropped: number
+  readonly droppedNewest: number
+  readonly droppedOldest: number
+  /** PUBLISH packets written to the socket (resends included). */
+  readonly sent: number
+  /** PUBLISH packets received from the broker. */
+  readonly received: number
+  /** Successful connections so far. */
+  readonly connections: number
+}
+
+/**
+ * The client's interface.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  /** The client identifier sent in CONNECT. */
+  readonly clientId: string
+  /**
+   * Queues a message and returns its receipt. With strategy `"suspend"` the
+   * calling fiber waits while the queue is full (interruptible: an
+   * interrupted call queues nothing). With `"dropping"`/`"sliding"` it never
+   * waits: a dropped message's receipt fails with `MessageDropped`.
+   * Invalid input fails at once and queues nothing.
+   */
+  readonly publish: (message: PublishMessage) => Effect.Effect<PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed>
+  /**
+   * Like `publish` but never waits: with `"suspend"` or `"dropping"` a full
+   * queue fails with `QueueFull`; with `"sliding"` the oldest message makes room.
+   */
+  readonly tryPublish: (
+    message: PublishMessage
+  ) => Effect.Effect<PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed>
+  /** `publish`, then wait for the receipt. */
+  readonly publishAndWait: (message: PublishMessage) => Effect.Effect<void, MqttError>
+  /**
+   * A stream of the messages matching `filter` (or any of `filters`). SUBSCRIBE
+   * is sent when the stream starts, UNSUBSCRIBE when it ends. A refused
+   * subscription fails the stream with `SubscribeRejected`.
+   */
+  readonly subscribe: (
+    filter: string | ReadonlyArray<string>,
+    options?: SubscribeOptions
+  ) => Stream.Stream<MqttMessage, MqttError>
+  /** Connection events and dropped messages, from the moment of subscription. */
+  readonly events: Stream.Stream<MqttEvent>
+  /** The current counters. */
+  readonly stats: Effect.Effect<MqttStats>
+}
+
+/**
+ * The client as a service.
+ *
+ * @since 0.1.0
+ */
+export class MqttClient extends Context.Service<MqttClient, Service>()("@effect-mqtt/core/MqttClient") {}
+
+/**
+ * Builds a client over the `Socket` in the context; the event loop lives in
+ * the current scope. Fails with `InvalidOptions` when an option is invalid.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MqttClient } from "@effect-mqtt/core"
+ *
+ * // provide a Socket.Socket, e.g. with @effect-mqtt/node's NodeMqttClient.layer
+ * const client = MqttClient.make({ clientId: "demo", keepAlive: 30 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const make: (
+  options?: MqttClientOptions
+) => Effect.Effect<Service, InvalidOptions, Scope.Scope | Socket.Socket> = internal.make
+
+/**
+ * A layer of the client over the `Socket` in the context.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options?: MqttClientOptions): Layer.Layer<MqttClient, InvalidOptions, Socket.Socket> =>
+  Layer.effect(MqttClient, make(options))

@@ -1,0 +1,620 @@
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Latch, PubSub, Queue, Redacted, Schedule, Scope, Stream } from "effect"
+import * as Socket from "effect/socket/Socket"
+import type * as MqttClient from "../MqttClient.ts"
+import {
+  ClientClosed,
+  ConnectionLost,
+  ConnectionRefused,
+  ConnectTimeout,
+  type ConnectionError,
+  InvalidOptions,
+  InvalidTopic,
+  MessageDropped,
+  type MqttError,
+  ProtocolError,
+  PublishRejected,
+  QueueFull,
+  SubscribeRejected
+} from "../MqttError.ts"
+import type { MqttEvent } from "../MqttEvent.ts"
+import type { MqttMessage, PublishMessage } from "../MqttMessage.ts"
+import * as MqttOptions from "../MqttOptions.ts"
+import { topicFilterProblem, topicNameProblem } from "../Topic.ts"
+import { encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
+import { type ControlRequest, type Output, Protocol, type PublishRequest, readConnack } from "./protocol.ts"
+import { Router, type Subscription } from "./router.ts"
+
+/** Most packets written in one batch, so incoming acks get their turn. */
+const MAX_BATCH = 4096
+/** MQTT's largest remaining length (256 MiB - 1). */
+const MAX_PAYLOAD = 268_435_455
+
+/** Codes for which a refused CONNACK is worth retrying: the server is unavailable or busy, not us. */
+const transientRefusal = (code: number) => code === 3 || code === 0x88 || code === 0x89 || code === 0x97 || code === 0x9f
+
+const succeedVoid = Effect.void
+
+export const make = Effect.fnUntraced(function*(
+  input: MqttOptions.MqttClientOptions = {}
+): Effect.fn.Return<MqttClient.Service, InvalidOptions, Scope.Scope | Socket.Socket> {
+  const options = yield* MqttOptions.resolve(input)
+  const socket = yield* Socket.Socket
+  const scope = yield* Effect.scope
+  const version = options.protocolVersion
+
+  const publishQueue = yield* Queue.make<PublishRequest>({ capacity: options.capacity, strategy: options.strategy })
+  const controlQueue = yield* Queue.unbounded<ControlRequest>()
+  const events = yield* PubSub.sliding<MqttEvent>(4096)
+  const protocol = new Protocol(version, options.maxInflight)
+  const router = new Router()
+  /** Opened whenever the writer may have something to write. */
+  const wake = Latch.makeUnsafe(false)
+  /** Encoded packets the loop itself must send first: acks, pings, resends, resubscribes. */
+  let outbox: Array<Uint8Array> = []
+  /** A QoS 1/2 publish taken from the queue while the inflight window was full. */
+  let held: PublishRequest | undefined
+
+  const counters = { sent: 0, received: 0, droppedNewest: 0, droppedOldest: 0, connections: 0 }
+  let connected = false
+  let closed = false
+  let stoppedWith: MqttError | undefined
+  let currentWriter: Socket.Writer | undefined
+
+  const emit = (event: MqttEvent) => {
+    PubSub.publishUnsafe(events, event)
+  }
+
+  // ---------------------------------------------------------------------------
+  // The caller's side: validate, encode, enqueue.
+  // ---------------------------------------------------------------------------
+
+  const prepare = (message: PublishMessage): PublishRequest | InvalidTopic | InvalidOptions => {
+    if (typeof message !== "object" || message === null) return new InvalidOptions({ reason: "a message must be an object" })
+    const { topic, payload } = message
+    const qos = message.qos ?? 0
+    if (typeof topic !== "string") return new InvalidOptions({ reason: "topic must be a string" })
+    const problem = topicNameProblem(topic)
+    if (problem !== undefined) return new InvalidTopic({ topic, reason: problem })
+    if (qos !== 0 && qos !== 1 && qos !== 2) return new InvalidOptions({ reason: `qos must be 0, 1 or 2, got ${String(qos)}` })
+    if (typeof payload !== "string" && !(payload instanceof Uint8Array)) {
+      return new InvalidOptions({ reason: "payload must be a string or a Uint8Array" })
+    }
+    if (message.retain !== undefined && typeof message.retain !== "boolean") {
+      return new InvalidOptions({ reason: "retain must be a boolean" })
+    }
+    if (message.properties !== undefined && version !== 5) {
+      return new InvalidOptions({ reason: "message properties need protocolVersion 5" })
+    }
+    const body = typeof payload === "string" ? payload : toBuffer(payload)
+    if (body.length > MAX_PAYLOAD) return new InvalidOptions({ reason: "payload is larger than MQTT allows (256 MiB)" })
+    const packet: PublishPacket = {
+      cmd: "publish",
+      topic,
+      payload: body,
+      qos,
+      retain: message.retain ?? false,
+      dup: false,
+      ...(qos > 0 ? { messageId: 1 } : {}),
+      ...(message.properties !== undefined ? { properties: message.properties as NonNullable<PublishPacket["properties"]> } : {})
+    }
+    let bytes: Uint8Array
+    try {
+      bytes = encode(packet, version)
+    } catch (error) {
+      return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
+    }
+    return { topic, qos, bytes, receipt: Deferred.makeUnsafe<void, MqttError>(), messageId: 0 }
+  }
+
+  const receiptOf = (request: PublishRequest): MqttClient.PublishReceipt => ({
+    topic: request.topic,
+    qos: request.qos,
+    acknowledged: Deferred.await(request.receipt)
+  })
+
+  const drop = (request: PublishRequest, strategy: "dropping" | "sliding") => {
+    if (strategy === "dropping") counters.droppedNewest++
+    else counters.droppedOldest++
+    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageDropped({ topic: request.topic, strategy })))
+    emit({ _tag: "MessageDropped", topic: request.topic, strategy })
+  }
+
+  const closedError = () => stoppedWith ?? new ClientClosed()
+
+  /** Enqueues without waiting. Returns false when the queue is full (strategies suspend/dropping). */
+  const offerNow = (request: PublishRequest): boolean => {
+    if (options.strategy === "sliding" && Queue.isFullUnsafe(publishQueue)) {
+      const evicted = Queue.takeUnsafe(publishQueue)
+      if (evicted !== undefined && Exit.isSuccess(evicted)) drop(evicted.value, "sliding")
+    }
+    if (!Queue.offerUnsafe(publishQueue, request)) return false
+    wake.openUnsafe()
+    return true
+  }
+
+  const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> => {
+    const request = prepare(message)
+    if (!("receipt" in request)) return Effect.fail(request)
+    if (closed) return Effect.fail(new ClientClosed())
+    if (offerNow(request)) return Effect.succeed(receiptOf(request))
+    if (options.strategy === "dropping") {
+      drop(request, "dropping")
+      return Effect.succeed(receiptOf(request))
+    }
+    // "suspend": wait for room. Interrupting the offer leaves nothing queued.
+    return Effect.flatMap(Queue.offer(publishQueue, request), (offered) => {
+      if (!offered) return Effect.fail(new ClientClosed())
+      wake.openUnsafe()
+      return Effect.succeed(receiptOf(request))
+    })
+  }
+
+  const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> => {
+    const request = prepare(message)
+    if (!("receipt" in request)) return Effect.fail(request)
+    if (closed) return Effect.fail(new ClientClosed())
+    if (offerNow(request)) return Effect.succeed(receiptOf(request))
+    return Effect.fail(new QueueFull({ capacity: options.capacity }))
+  }
+
+  const publishAndWait = (message: PublishMessage): Effect.Effect<void, MqttError> =>
+    Effect.flatMap(publish(message), (receipt) => receipt.acknowledged)
+
+  const enqueueControl = (request: ControlRequest) => {
+    Queue.offerUnsafe(controlQueue, request)
+    wake.openUnsafe()
+  }
+
+  const subscribe = (
+    filter: string | ReadonlyArray<string>,
+    subscribeOptions?: MqttClient.SubscribeOptions
+  ): Stream.Stream<MqttMessage, MqttError> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const filters = typeof filter === "string" ? [filter] : [...filter]
+      if (filters.length === 0) return yield* new InvalidOptions({ reason: "subscribe needs at least one topic filter" })
+      for (const f of filters) {
+        const problem = typeof f === "string" ? topicFilterProblem(f) : "a topic filter must be a string"
+        if (problem !== undefined) return yield* new InvalidTopic({ topic: String(f), reason: problem })
+      }
+      const qos = subscribeOptions?.qos ?? 0
+      if (qos !== 0 && qos !== 1 && qos !== 2) {
+        return yield* new InvalidOptions({ reason: `qos must be 0, 1 or 2, got ${String(qos)}` })
+      }
+      if (closed) return yield* closedError()
+      const messages = yield* Queue.unbounded<MqttMessage, MqttError | Cause.Done>()
+      const subscription: Subscription = { filters, qos, messages, confirmed: false }
+      router.add(subscription)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          router.remove(subscription)
+          const unused = filters.filter((f) => !router.uses(f))
+          if (unused.length > 0 && !closed) {
+            enqueueControl({
+              _tag: "Unsubscribe",
+              packet: { cmd: "unsubscribe", unsubscriptions: unused },
+              done: Deferred.makeUnsafe()
+            })
+          }
+        })
+      )
+      const done = Deferred.makeUnsafe<ReadonlyArray<number>, MqttError>()
+      enqueueControl({
+        _tag: "Subscribe",
+        packet: { cmd: "subscribe", subscriptions: filters.map((topic) => ({ topic, qos })) },
+        done
+      })
+      const granted = yield* Deferred.await(done)
+      for (let i = 0; i < filters.length; i++) {
+        const code = granted[i] ?? 0x80
+        if (code >= 0x80) return yield* new SubscribeRejected({ filter: filters[i], code })
+      }
+      subscription.confirmed = true
+      return Stream.fromQueue(messages)
+    }))
+
+  const stats: Effect.Effect<MqttClient.MqttStats> = Effect.sync(() => ({
+    connected,
+    queueSize: Queue.sizeUnsafe(publishQueue) + (held === undefined ? 0 : 1),
+    capacity: options.capacity,
+    strategy: options.strategy,
+    inflight: protocol.inflightCount,
+    dropped: counters.droppedNewest + counters.droppedOldest,
+    droppedNewest: counters.droppedNewest,
+    droppedOldest: counters.droppedOldest,
+    sent: counters.sent,
+    received: counters.received,
+    connections: counters.connections
+  }))
+
+  // ---------------------------------------------------------------------------
+  // The event loop: one connection at a time, reconnecting on a schedule.
+  // ---------------------------------------------------------------------------
+
+  /** Settles what the state machine decided. Returns a fatal connection error, if any. */
+  const perform = (outputs: Array<Output>): ConnectionError | undefined => {
+    let fatal: ConnectionError | undefined
+    for (let i = 0; i < outputs.length; i++) {
+      const output = outputs[i]
+      switch (output._tag) {
+        case "Send":
+          outbox.push(encode(output.packet, version))
+          wake.openUnsafe()
+          break
+        case "Acknowledged":
+          Deferred.doneUnsafe(output.request.receipt, succeedVoid)
+          wake.openUnsafe()
+          break
+        case "Rejected":
+          Deferred.doneUnsafe(
+            output.request.receipt,
+            Effect.fail(
+              new PublishRejected({
+                topic: output.request.topic,
+                code: output.code,
+                ...(output.reason !== undefined ? { reason: output.reason } : {})
+              })
+            )
+          )
+          wake.openUnsafe()
+          break
+        case "Deliver":
+          counters.received++
+          router.deliver(output.packet)
+          break
+        case "Subscribed":
+          Deferred.doneUnsafe(output.request.done, Effect.succeed(output.granted))
+          wake.openUnsafe()
+          break
+        case "Unsubscribed":
+          Deferred.doneUnsafe(output.request.done, succeedVoid)
+          wake.openUnsafe()
+          break
+        case "Pong":
+          break
+        case "ServerDisconnect":
+          fatal ??= new ConnectionLost({
+            reason: `the broker sent DISCONNECT with reason code 0x${output.code.toString(16)}${
+              output.reason ? ` (${output.reason})` : ""
+            }`
+          })
+          break
+        case "ProtocolViolation":
+          fatal ??= new ProtocolError({ reason: output.reason })
+          break
+      }
+    }
+    outputs.length = 0
+    return fatal
+  }
+
+  /** Collects the next batch to write: loop packets first, then control requests, then publishes. */
+  const collectBatch = (batch: Array<Uint8Array>, writtenQos0: Array<PublishRequest>) => {
+    if (outbox.length > 0) {
+      for (const bytes of outbox) batch.push(bytes)
+      outbox = []
+    }
+    while (protocol.hasFreeId) {
+      const next = Queue.takeUnsafe(controlQueue)
+      if (next === undefined || !Exit.isSuccess(next)) break
+      batch.push(encode(protocol.sendControl(next.value), version))
+    }
+    while (batch.length < MAX_BATCH) {
+      let request = held
+      if (request === undefined) {
+        const next = Queue.takeUnsafe(publishQueue)
+        if (next === undefined || !Exit.isSuccess(next)) break
+        request = next.value
+      }
+      if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) {
+        held = request
+        break
+      }
+      held = undefined
+      batch.push(protocol.sendPublish(request))
+      counters.sent++
+      if (request.qos === 0) writtenQos0.push(request)
+    }
+  }
+
+  const toConnectionLost = (error: Socket.SocketError): ConnectionLost =>
+    new ConnectionLost({ reason: socketErrorReason(error), cause: error })
+
+  /** One connection: dial, CONNECT/CONNACK, then read, write and keep alive until something fails. */
+  const runConnection = (onEstablished: () => void) =>
+    Effect.gen(function*() {
+      const outputs: Array<Output> = []
+      let fatal: ConnectionError | undefined
+      let connack: Packet | undefined
+      const early: Array<Packet> = []
+      const decoder = makeDecoder(
+        version,
+        (packet) => {
+          if (connack === undefined) {
+            if (packet.cmd !== "connack") {
+              fatal ??= new ProtocolError({ reason: `expected CONNACK, got ${packet.cmd.toUpperCase()}` })
+            } else connack = packet
+          } else if (!connected) {
+            early.push(packet)
+          } else {
+            protocol.receive(packet, outputs)
+            fatal ??= perform(outputs)
+          }
+        },
+        (reason) => {
+          fatal ??= new ProtocolError({ reason: `malformed packet from the broker: ${reason}` })
+        }
+      )
+
+      const handshake = Effect.gen(function*() {
+        const pull = yield* Effect.mapError(Socket.readerBytes(socket), toConnectionLost)
+        const writer = yield* socket.writer
+        yield* Effect.mapError(writer.write(encode(connectPacket(options), version)), toConnectionLost)
+        while (connack === undefined) {
+          const chunks = yield* Effect.mapError(pull, toConnectionLost)
+          for (const chunk of chunks) decoder.push(chunk)
+          if (fatal !== undefined) return yield* Effect.fail(fatal)
+        }
+        return { pull, writer }
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: options.connectTimeout,
+          orElse: () => Effect.fail(new ConnectTimeout({ timeoutMillis: Duration.toMillis(options.connectTimeout) }))
+        })
+      )
+      const { pull, writer } = yield* handshake
+      const result = readConnack(connack as Parameters<typeof readConnack>[0], version)
+      if (result._tag === "Refused") {
+        return yield* new ConnectionRefused({ code: result.code, reason: result.reason })
+      }
+
+      // Established: resend what the session needs before anything new.
+      const resend: Array<Packet | Uint8Array> = []
+      protocol.resume(result.sessionPresent, result.receiveMaximum, resend)
+      const first: Array<Uint8Array> = []
+      if (!result.sessionPresent) {
+        for (const subscription of router.confirmed()) {
+          const request: ControlRequest = {
+            _tag: "Subscribe",
+            packet: {
+              cmd: "subscribe",
+              subscriptions: subscription.filters.map((topic) => ({ topic, qos: subscription.qos }))
+            },
+            done: Deferred.makeUnsafe()
+          }
+          first.push(encode(protocol.sendControl(request), version))
+        }
+      }
+      for (const item of resend) first.push(item instanceof Uint8Array ? item : encode(item, version))
+      outbox = first.concat(outbox)
+      connected = true
+      currentWriter = writer
+      counters.connections++
+      onEstablished()
+      emit({ _tag: "Connected", sessionPresent: result.sessionPresent, connection: counters.connections })
+      for (const packet of early) protocol.receive(packet, outputs)
+      fatal ??= perform(outputs)
+      if (fatal !== undefined) return yield* Effect.fail(fatal)
+      wake.openUnsafe()
+
+      const clock = yield* Clock.Clock
+      let lastWrite = clock.currentTimeMillisUnsafe()
+      let lastRead = lastWrite
+
+      const reader = Effect.gen(function*() {
+        while (true) {
+          const chunks = yield* Effect.mapError(pull, toConnectionLost)
+          lastRead = clock.currentTimeMillisUnsafe()
+          for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
+          if (fatal !== undefined) return yield* Effect.fail(fatal)
+        }
+      })
+
+      const batch: Array<Uint8Array> = []
+      const writtenQos0: Array<PublishRequest> = []
+      const writeLoop = Effect.gen(function*() {
+        while (true) {
+          yield* wake.await
+          wake.closeUnsafe()
+          collectBatch(batch, writtenQos0)
+          if (batch.length === 0) continue
+          yield* Effect.mapError(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]), toConnectionLost)
+          lastWrite = clock.currentTimeMillisUnsafe()
+          for (let i = 0; i < writtenQos0.length; i++) Deferred.doneUnsafe(writtenQos0[i].receipt, succeedVoid)
+          batch.length = 0
+          writtenQos0.length = 0
+          // Let the reader and publishers run between batches.
+          yield* Effect.yieldNow
+        }
+      })
+
+      const keepAliveMillis = options.keepAlive * 1000
+      const keepAlive = Effect.gen(function*() {
+        let pingSentAt: number | undefined
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          if (pingSentAt !== undefined) {
+            if (lastRead >= pingSentAt) pingSentAt = undefined
+            else if (now - pingSentAt >= keepAliveMillis / 2) {
+              return yield* new ConnectionLost({ reason: `no answer to PINGREQ within ${keepAliveMillis / 2} ms` })
+            }
+          }
+          if (pingSentAt === undefined && (now - lastWrite >= keepAliveMillis || now - lastRead >= keepAliveMillis)) {
+            pingSentAt = now
+            outbox.push(encode({ cmd: "pingreq" }, version))
+            wake.openUnsafe()
+          }
+          const wait = pingSentAt !== undefined
+            ? pingSentAt + keepAliveMillis / 2 - now
+            : Math.min(lastWrite, lastRead) + keepAliveMillis - now
+          yield* Effect.sleep(Duration.millis(Math.max(1, wait)))
+        }
+      })
+
+      yield* Effect.raceAll([reader, writeLoop, ...(keepAliveMillis > 0 ? [keepAlive] : [])])
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        connected = false
+        currentWriter = undefined
+      })),
+      Effect.scoped
+    )
+
+  const failPending = (error: MqttError) => {
+    const failure = Effect.fail(error)
+    if (held !== undefined) {
+      Deferred.doneUnsafe(held.receipt, failure)
+      held = undefined
+    }
+    const { publishes, control } = protocol.drain()
+    for (const request of publishes) Deferred.doneUnsafe(request.receipt, failure)
+    for (const request of control) failControl(request, failure)
+    for (;;) {
+      const next = Queue.takeUnsafe(publishQueue)
+      if (next === undefined || !Exit.isSuccess(next)) break
+      Deferred.doneUnsafe(next.value.receipt, failure)
+    }
+    for (;;) {
+      const next = Queue.takeUnsafe(controlQueue)
+      if (next === undefined || !Exit.isSuccess(next)) break
+      failControl(next.value, failure)
+    }
+  }
+
+  /** Stops the client for good: nothing more is accepted, everything pending fails with `error`. */
+  const stop = (error: MqttError) => {
+    if (closed) return
+    closed = true
+    stoppedWith = error
+    failPending(error)
+    Queue.shutdownUnsafe(publishQueue)
+    Queue.shutdownUnsafe(controlQueue)
+    router.endAll(error)
+  }
+
+  const eventLoop = Effect.gen(function*() {
+    const schedule = options.reconnect === false ? Schedule.recurs(0) : options.reconnect
+    let step = yield* Schedule.toStep(schedule)
+    let attempt = 0
+    while (!closed) {
+      let established = false
+      const exit = yield* Effect.exit(runConnection(() => {
+        established = true
+      }))
+      if (closed) return
+      const error = connectionErrorOf(exit)
+      if (error === undefined) {
+        // A defect: a bug in the loop. Report it loudly and carry on with a fresh connection.
+        yield* Effect.logError("effect-mqtt: the event loop hit a defect and restarts", exit)
+      }
+      const cause = error ?? new ConnectionLost({ reason: "the event loop hit a defect" })
+      emit({ _tag: "Disconnected", cause })
+      if (established) {
+        step = yield* Schedule.toStep(schedule)
+        attempt = 0
+      }
+      if (cause._tag === "ConnectionRefused" && !transientRefusal(cause.code)) {
+        yield* Effect.logWarning(`effect-mqtt: ${cause.message}; not retrying`)
+        return stop(cause)
+      }
+      attempt++
+      const now = yield* Clock.currentTimeMillis
+      const next = yield* Effect.exit(step(now, cause))
+      if (Exit.isFailure(next)) return stop(cause)
+      const delay = next.value[1]
+      emit({ _tag: "Reconnecting", attempt, delayMillis: Duration.toMillis(delay) })
+      yield* Effect.sleep(delay)
+    }
+  })
+
+  yield* Effect.forkIn(eventLoop, scope)
+
+  yield* Scope.addFinalizer(
+    scope,
+    Effect.gen(function*() {
+      const writer = currentWriter
+      if (writer !== undefined && !closed) {
+        yield* writer.write(encode({ cmd: "disconnect" }, version)).pipe(
+          Effect.timeout("1 second"),
+          Effect.ignore
+        )
+      }
+      stop(new ClientClosed())
+      emit({ _tag: "Disconnected", cause: new ClientClosed() })
+      yield* PubSub.shutdown(events)
+    })
+  )
+
+  return {
+    clientId: options.clientId,
+    publish,
+    tryPublish,
+    publishAndWait,
+    subscribe,
+    events: Stream.fromPubSub(events),
+    stats
+  } satisfies MqttClient.Service
+})
+
+const failControl = (request: ControlRequest, failure: Effect.Effect<never, MqttError>) => {
+  if (request._tag === "Subscribe") Deferred.doneUnsafe(request.done, failure)
+  else Deferred.doneUnsafe(request.done, failure)
+}
+
+const connectionErrorOf = (exit: Exit.Exit<unknown, ConnectionError>): ConnectionError | undefined => {
+  if (Exit.isSuccess(exit)) return new ConnectionLost({ reason: "the connection ended" })
+  const failure = exit.cause.reasons.find(Cause.isFailReason)
+  return failure?.error
+}
+
+const socketErrorReason = (error: Socket.SocketError): string => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "SocketOpenError":
+      return `cannot open the connection (${reason.kind}): ${describe(reason.cause)}`
+    case "SocketCloseError":
+      return `the broker closed the connection (code ${reason.code})`
+    case "SocketReadError":
+      return `read failed: ${describe(reason.cause)}`
+    case "SocketWriteError":
+      return `write failed: ${describe(reason.cause)}`
+    default:
+      return error.message
+  }
+}
+
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const connectPacket = (options: MqttOptions.ResolvedOptions): Packet => {
+  const properties: Record<string, unknown> = { ...options.properties }
+  if (options.sessionExpiryInterval !== undefined) properties.sessionExpiryInterval = options.sessionExpiryInterval
+  return {
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: options.protocolVersion,
+    clientId: options.clientId,
+    clean: options.clean,
+    keepalive: options.keepAlive,
+    ...(options.username !== undefined ? { username: options.username } : {}),
+    ...(options.password !== undefined ? { password: passwordBytes(options.password) } : {}),
+    ...(options.will !== undefined
+      ? {
+        will: {
+          topic: options.will.topic,
+          payload: typeof options.will.payload === "string" ? options.will.payload : toBuffer(options.will.payload),
+          qos: options.will.qos ?? 0,
+          retain: options.will.retain ?? false,
+          ...(options.will.properties !== undefined ? { properties: options.will.properties } : {})
+        }
+      }
+      : {}),
+    ...(options.protocolVersion === 5 && Object.keys(properties).length > 0 ? { properties } : {})
+  } as Packet
+}
+
+const passwordBytes = (password: MqttOptions.ResolvedOptions["password"] & {}): Buffer => {
+  const value = Redacted.value(password)
+  return typeof value === "string" ? Buffer.from(value, "utf8") : toBuffer(value)
+}

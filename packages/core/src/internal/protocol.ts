@@ -1,0 +1,318 @@
+/**
+ * The MQTT session state machine: packet ids, the outgoing inflight window,
+ * QoS 1/2 flows in both directions, SUBSCRIBE/UNSUBSCRIBE bookkeeping and
+ * what to resend after a reconnect.
+ *
+ * It does no I/O and runs no effects: every transition is a synchronous,
+ * deterministic method that updates the state and appends what must happen to
+ * an `Output` array (packets to write, receipts to settle, messages to
+ * deliver). The event loop performs the outputs. The state is mutable on
+ * purpose: this is the publish hot path, and copying maps per packet would
+ * cost allocations for nothing.
+ */
+import type { Deferred } from "effect"
+import type { MqttError } from "../MqttError.ts"
+import type { ProtocolVersion } from "../MqttOptions.ts"
+import type { Packet, PublishPacket, SubscribePacket, UnsubscribePacket } from "./codec.ts"
+
+/**
+ * A publish accepted into the queue, already encoded by the caller's fiber
+ * (so bad input fails before it is queued, and the event loop only copies
+ * bytes). QoS 1/2 get their packet id patched into `bytes` when sent.
+ */
+export interface PublishRequest {
+  readonly topic: string
+  readonly qos: 0 | 1 | 2
+  readonly bytes: Uint8Array
+  readonly receipt: Deferred.Deferred<void, MqttError>
+  messageId: number
+}
+
+/** Offset of the packet id in an encoded QoS 1/2 PUBLISH: after the fixed header and the topic. */
+const packetIdOffset = (bytes: Uint8Array): number => {
+  let i = 1
+  while (bytes[i] & 0x80) i++
+  i++
+  return i + 2 + ((bytes[i] << 8) | bytes[i + 1])
+}
+
+/** Writes `id` into an encoded QoS 1/2 PUBLISH. */
+export const setPacketId = (bytes: Uint8Array, id: number): void => {
+  const at = packetIdOffset(bytes)
+  bytes[at] = id >> 8
+  bytes[at + 1] = id & 0xff
+}
+
+/** Sets or clears the DUP flag of an encoded PUBLISH. */
+export const setDup = (bytes: Uint8Array, dup: boolean): void => {
+  bytes[0] = dup ? bytes[0] | 0x08 : bytes[0] & ~0x08
+}
+
+export interface SubscribeRequest {
+  readonly _tag: "Subscribe"
+  readonly packet: SubscribePacket
+  readonly done: Deferred.Deferred<ReadonlyArray<number>, MqttError>
+}
+
+export interface UnsubscribeRequest {
+  readonly _tag: "Unsubscribe"
+  readonly packet: UnsubscribePacket
+  readonly done: Deferred.Deferred<void, MqttError>
+}
+
+export type ControlRequest = SubscribeRequest | UnsubscribeRequest
+
+/** Which acknowledgement an outgoing QoS 1/2 publish waits for next. */
+type Awaiting = "puback" | "pubrec" | "pubcomp"
+
+interface Inflight {
+  readonly request: PublishRequest
+  awaiting: Awaiting
+}
+
+export type Output =
+  | { readonly _tag: "Send"; readonly packet: Packet }
+  | { readonly _tag: "Acknowledged"; readonly request: PublishRequest }
+  | { readonly _tag: "Rejected"; readonly request: PublishRequest; readonly code: number; readonly reason: string | undefined }
+  | { readonly _tag: "Deliver"; readonly packet: PublishPacket }
+  | { readonly _tag: "Subscribed"; readonly request: SubscribeRequest; readonly granted: ReadonlyArray<number> }
+  | { readonly _tag: "Unsubscribed"; readonly request: UnsubscribeRequest }
+  | { readonly _tag: "Pong" }
+  | { readonly _tag: "ServerDisconnect"; readonly code: number; readonly reason: string | undefined }
+  | { readonly _tag: "ProtocolViolation"; readonly reason: string }
+
+export type ConnackResult =
+  | { readonly _tag: "Accepted"; readonly sessionPresent: boolean; readonly receiveMaximum: number | undefined }
+  | { readonly _tag: "Refused"; readonly code: number; readonly reason: string }
+
+const MAX_PACKET_ID = 65_535
+
+const v3ConnackReasons: Record<number, string> = {
+  1: "unacceptable protocol version",
+  2: "identifier rejected",
+  3: "server unavailable",
+  4: "bad user name or password",
+  5: "not authorized"
+}
+
+const v5ConnackReasons: Record<number, string> = {
+  0x80: "unspecified error",
+  0x81: "malformed packet",
+  0x82: "protocol error",
+  0x83: "implementation specific error",
+  0x84: "unsupported protocol version",
+  0x85: "client identifier not valid",
+  0x86: "bad user name or password",
+  0x87: "not authorized",
+  0x88: "server unavailable",
+  0x89: "server busy",
+  0x8a: "banned",
+  0x8c: "bad authentication method",
+  0x90: "topic name invalid",
+  0x95: "packet too large",
+  0x97: "quota exceeded",
+  0x99: "payload format invalid",
+  0x9a: "retain not supported",
+  0x9b: "QoS not supported",
+  0x9c: "use another server",
+  0x9d: "server moved",
+  0x9f: "connection rate exceeded"
+}
+
+/** Reads a CONNACK: accepted (with session-present) or refused (with code and reason). */
+export const readConnack = (
+  packet: { readonly returnCode?: number; readonly reasonCode?: number; readonly sessionPresent: boolean; readonly properties?: { readonly receiveMaximum?: number } },
+  version: ProtocolVersion
+): ConnackResult => {
+  const code = (version === 5 ? packet.reasonCode : packet.returnCode) ?? packet.returnCode ?? packet.reasonCode ?? 0
+  if (code === 0) {
+    return { _tag: "Accepted", sessionPresent: packet.sessionPresent, receiveMaximum: packet.properties?.receiveMaximum }
+  }
+  const reason = (version === 5 ? v5ConnackReasons[code] : v3ConnackReasons[code]) ?? "unknown reason"
+  return { _tag: "Refused", code, reason }
+}
+
+export class Protocol {
+  /** Outgoing QoS 1/2 publishes awaiting acknowledgement, in the order they were first sent. */
+  private readonly inflight = new Map<number, Inflight>()
+  /** SUBSCRIBE/UNSUBSCRIBE awaiting SUBACK/UNSUBACK. */
+  private readonly control = new Map<number, ControlRequest>()
+  /** Incoming QoS 2 ids delivered to the application and awaiting PUBREL (deliver-once guard). */
+  private readonly incomingQos2 = new Set<number>()
+  private nextId = 1
+  private window: number
+  readonly version: ProtocolVersion
+  readonly maxInflight: number
+
+  constructor(version: ProtocolVersion, maxInflight: number) {
+    this.version = version
+    this.maxInflight = maxInflight
+    this.window = maxInflight
+  }
+
+  /** QoS 1/2 publishes awaiting acknowledgement. */
+  get inflightCount(): number {
+    return this.inflight.size
+  }
+
+  /** Whether one more QoS 1/2 publish may be sent now. */
+  get hasWindow(): boolean {
+    return this.inflight.size < this.window
+  }
+
+  /** Whether a packet id can be allocated (some id in 1..65535 is free). */
+  get hasFreeId(): boolean {
+    return this.inflight.size + this.control.size < MAX_PACKET_ID
+  }
+
+  /**
+   * The next free packet id. Ids in use (inflight publishes, pending
+   * subscribes) are skipped, so an id is never reused while in use; the
+   * scan is O(1) amortised because the window is far smaller than 65535.
+   */
+  private allocateId(): number {
+    for (;;) {
+      const id = this.nextId
+      this.nextId = id === MAX_PACKET_ID ? 1 : id + 1
+      if (!this.inflight.has(id) && !this.control.has(id)) return id
+    }
+  }
+
+  /** Prepares a publish for the wire; QoS 1/2 get an id and enter the window. Call only when `hasWindow` (QoS 1/2). */
+  sendPublish(request: PublishRequest): Uint8Array {
+    if (request.qos > 0) {
+      const id = this.allocateId()
+      request.messageId = id
+      setPacketId(request.bytes, id)
+      this.inflight.set(id, { request, awaiting: request.qos === 1 ? "puback" : "pubrec" })
+    }
+    return request.bytes
+  }
+
+  /** Prepares a SUBSCRIBE/UNSUBSCRIBE for the wire with a fresh packet id. */
+  sendControl(request: ControlRequest): Packet {
+    const id = this.allocateId()
+    request.packet.messageId = id
+    this.control.set(id, request)
+    return request.packet
+  }
+
+  /**
+   * A new connection was accepted. Appends what must be written before any new
+   * request: unacknowledged publishes (DUP when the session survived), PUBRELs,
+   * and pending SUBSCRIBE/UNSUBSCRIBE, in their original order.
+   */
+  resume(sessionPresent: boolean, receiveMaximum: number | undefined, out: Array<Packet | Uint8Array>): void {
+    this.window = Math.min(this.maxInflight, receiveMaximum ?? this.maxInflight)
+    if (!sessionPresent) this.incomingQos2.clear()
+    for (const entry of this.inflight.values()) {
+      const request = entry.request
+      if (entry.awaiting === "pubcomp") {
+        if (sessionPresent) {
+          out.push({ cmd: "pubrel", messageId: request.messageId })
+          continue
+        }
+        // The broker lost the message it had acknowledged with PUBREC: start the flow again.
+        entry.awaiting = "pubrec"
+      }
+      setDup(request.bytes, sessionPresent)
+      out.push(request.bytes)
+    }
+    for (const request of this.control.values()) out.push(request.packet)
+  }
+
+  /** Handles one packet from the broker (after CONNACK). */
+  receive(packet: Packet, out: Array<Output>): void {
+    switch (packet.cmd) {
+      case "puback": {
+        const entry = this.inflight.get(packet.messageId!)
+        if (entry === undefined || entry.awaiting !== "puback") return
+        this.inflight.delete(packet.messageId!)
+        const code = packet.reasonCode ?? 0
+        out.push(
+          code >= 0x80
+            ? { _tag: "Rejected", request: entry.request, code, reason: packet.properties?.reasonString }
+            : { _tag: "Acknowledged", request: entry.request }
+        )
+        return
+      }
+      case "pubrec": {
+        const id = packet.messageId!
+        const entry = this.inflight.get(id)
+        const code = packet.reasonCode ?? 0
+        if (entry !== undefined && entry.awaiting === "pubrec" && code >= 0x80) {
+          this.inflight.delete(id)
+          out.push({ _tag: "Rejected", request: entry.request, code, reason: packet.properties?.reasonString })
+          return
+        }
+        if (entry !== undefined && entry.awaiting === "pubrec") entry.awaiting = "pubcomp"
+        if (entry === undefined && this.version === 5) {
+          out.push({ _tag: "Send", packet: { cmd: "pubrel", messageId: id, reasonCode: 0x92 } })
+          return
+        }
+        out.push({ _tag: "Send", packet: { cmd: "pubrel", messageId: id } })
+        return
+      }
+      case "pubcomp": {
+        const entry = this.inflight.get(packet.messageId!)
+        if (entry === undefined || entry.awaiting !== "pubcomp") return
+        this.inflight.delete(packet.messageId!)
+        out.push({ _tag: "Acknowledged", request: entry.request })
+        return
+      }
+      case "publish": {
+        if (packet.qos === 0) {
+          out.push({ _tag: "Deliver", packet })
+        } else if (packet.messageId === undefined || packet.messageId === 0) {
+          out.push({ _tag: "ProtocolViolation", reason: `QoS ${packet.qos} PUBLISH without a packet id` })
+        } else if (packet.qos === 1) {
+          out.push({ _tag: "Deliver", packet })
+          out.push({ _tag: "Send", packet: { cmd: "puback", messageId: packet.messageId } })
+        } else {
+          if (!this.incomingQos2.has(packet.messageId)) {
+            this.incomingQos2.add(packet.messageId)
+            out.push({ _tag: "Deliver", packet })
+          }
+          out.push({ _tag: "Send", packet: { cmd: "pubrec", messageId: packet.messageId } })
+        }
+        return
+      }
+      case "pubrel": {
+        this.incomingQos2.delete(packet.messageId!)
+        out.push({ _tag: "Send", packet: { cmd: "pubcomp", messageId: packet.messageId! } })
+        return
+      }
+      case "suback": {
+        const request = this.control.get(packet.messageId!)
+        if (request === undefined || request._tag !== "Subscribe") return
+        this.control.delete(packet.messageId!)
+        out.push({ _tag: "Subscribed", request, granted: (packet.granted as Array<number>).slice() })
+        return
+      }
+      case "unsuback": {
+        const request = this.control.get(packet.messageId!)
+        if (request === undefined || request._tag !== "Unsubscribe") return
+        this.control.delete(packet.messageId!)
+        out.push({ _tag: "Unsubscribed", request })
+        return
+      }
+      case "pingresp":
+        out.push({ _tag: "Pong" })
+        return
+      case "disconnect":
+        out.push({ _tag: "ServerDisconnect", code: packet.reasonCode ?? 0, reason: packet.properties?.reasonString })
+        return
+      default:
+        out.push({ _tag: "ProtocolViolation", reason: `unexpected ${packet.cmd.toUpperCase()} packet from the broker` })
+    }
+  }
+
+  /** Removes and returns every pending request (the client is closing). */
+  drain(): { readonly publishes: Array<PublishRequest>; readonly control: Array<ControlRequest> } {
+    const publishes = Array.from(this.inflight.values(), (entry) => entry.request)
+    const control = Array.from(this.control.values())
+    this.inflight.clear()
+    this.control.clear()
+    return { publishes, control }
+  }
+}
