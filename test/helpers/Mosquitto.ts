@@ -101,6 +101,26 @@ const renderConfig = (port: number, dir: string, options: StartOptions): string 
     ""
   ].join("\n")
 
+// Last resort when a test worker exits without closing its scopes (vitest stops
+// its fork workers with SIGTERM): SIGKILL the brokers we started. The set lives
+// on globalThis so that re-imports (one per test file) share one set of listeners.
+const trackChildren = (): Set<ChildProcess.ChildProcess> => {
+  const children = new Set<ChildProcess.ChildProcess>()
+  const killAll = () => children.forEach((child) => child.kill("SIGKILL"))
+  const onSignal = (signal: NodeJS.Signals) => {
+    killAll()
+    process.off(signal, onSignal)
+    // Keep the default behaviour (terminate) unless someone else handles the signal.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+  }
+  process.once("exit", killAll)
+  process.once("SIGTERM", onSignal)
+  process.once("SIGINT", onSignal)
+  return children
+}
+const registry = globalThis as { [key: symbol]: Set<ChildProcess.ChildProcess> | undefined }
+const live = (registry[Symbol.for("effect-mqtt/test/mosquitto-children")] ??= trackChildren())
+
 const isRunning = (child: ChildProcess.ChildProcess): boolean =>
   child.pid !== undefined && child.exitCode === null && child.signalCode === null
 
@@ -164,8 +184,11 @@ export const start = (options: StartOptions = {}): Effect.Effect<Broker, Mosquit
         const logOffset = Fs.fstatSync(fd).size
         let spawnError: Error | undefined
         try {
-          child = ChildProcess.spawn(bin, ["-c", confPath], { stdio: ["ignore", fd, fd] })
-          child.once("error", (error) => (spawnError = error))
+          const spawned = ChildProcess.spawn(bin, ["-c", confPath], { stdio: ["ignore", fd, fd] })
+          spawned.once("error", (error) => (spawnError = error))
+          live.add(spawned)
+          spawned.once("exit", () => live.delete(spawned))
+          child = spawned
         } finally {
           Fs.closeSync(fd)
         }

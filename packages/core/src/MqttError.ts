@@ -170,9 +170,12 @@ export class SubscribeRejected extends Schema.TaggedError<SubscribeRejected>()("
  *
  * @since 0.1.0
  */
-export class ClientClosed extends Schema.TaggedError<ClientClosed>()("ClientClosed", {}) {
+export class ClientClosed extends Schema.TaggedError<ClientClosed>()("ClientClosed", {
+  /** Why the client stopped, when it was not closed by its scope (e.g. a refused connection). */
+  reason: Schema.optional(Schema.String)
+}) {
   override get message() {
-    return "The MQTT client is closed"
+    return this.reason === undefined ? "The MQTT client is closed" : `The MQTT client is closed: ${this.reason}`
   }
 }
 

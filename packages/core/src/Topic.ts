@@ -28,13 +28,15 @@ export const utf8Length = (s: string): number => {
     const c = s.charCodeAt(i)
     if (c < 0x80) bytes += 1
     else if (c < 0x800) bytes += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+    else if (c >= 0xd800 && c <= 0xdbff && isLowSurrogate(s.charCodeAt(i + 1))) {
       bytes += 4
       i++
-    } else bytes += 3
+    } else bytes += 3 // BMP character, or a lone surrogate (encoded as U+FFFD)
   }
   return bytes
 }
+
+const isLowSurrogate = (c: number) => c >= 0xdc00 && c <= 0xdfff
 
 const commonProblem = (s: string): string | undefined => {
   if (s.length === 0) return "it is empty"
@@ -137,23 +139,28 @@ export const matches = (filter: string, topic: string): boolean => {
   }
   let fi = 0
   let ti = 0
-  const fl = f.length
-  const tl = topic.length
-  while (fi < fl) {
+  for (;;) {
     const fEnd = nextSlash(f, fi)
-    const level = f.slice(fi, fEnd)
-    if (level === "#") return true
-    if (ti > tl) {
-      return false
-    }
+    const single = fEnd - fi === 1
+    if (single && f.charCodeAt(fi) === 35 /* # */) return true
     const tEnd = nextSlash(topic, ti)
-    if (level !== "+" && level !== topic.slice(ti, tEnd)) return false
+    if (!(single && f.charCodeAt(fi) === 43 /* + */) && !sameLevel(f, fi, fEnd, topic, ti, tEnd)) return false
+    const filterDone = fEnd === f.length
+    const topicDone = tEnd === topic.length
+    if (filterDone) return topicDone
     fi = fEnd + 1
+    // The topic has no more levels: only a remaining lone `#` matches (`a/#` matches `a`).
+    if (topicDone) return f.length - fi === 1 && f.charCodeAt(fi) === 35
     ti = tEnd + 1
-    // `a/#` also matches `a`: the filter's remaining level is a lone '#'
-    if (ti > tl && fi < fl && f.slice(fi) === "#") return true
   }
-  return ti > tl
+}
+
+const sameLevel = (f: string, fi: number, fEnd: number, t: string, ti: number, tEnd: number): boolean => {
+  if (fEnd - fi !== tEnd - ti) return false
+  for (let i = 0; i < fEnd - fi; i++) {
+    if (f.charCodeAt(fi + i) !== t.charCodeAt(ti + i)) return false
+  }
+  return true
 }
 
 const nextSlash = (s: string, from: number): number => {

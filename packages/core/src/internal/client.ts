@@ -51,8 +51,11 @@ export const make = Effect.fnUntraced(function*(
   const wake = Latch.makeUnsafe(false)
   /** Encoded packets the loop itself must send first: acks, pings, resends, resubscribes. */
   let outbox: Array<Uint8Array> = []
-  /** A QoS 1/2 publish taken from the queue while the inflight window was full. */
-  let held: PublishRequest | undefined
+  /** The oldest queued publish, without taking it (it must stay queued while the window is full). */
+  const peekPublish = (): PublishRequest | undefined => {
+    const head = publishQueue.messages.head
+    return head === undefined ? undefined : head.array[head.offset]
+  }
 
   const counters = { sent: 0, received: 0, droppedNewest: 0, droppedOldest: 0, connections: 0 }
   let connected = false
@@ -119,7 +122,10 @@ export const make = Effect.fnUntraced(function*(
     emit({ _tag: "MessageDropped", topic: request.topic, strategy })
   }
 
-  const closedError = () => stoppedWith ?? new ClientClosed()
+  const closedError = () =>
+    stoppedWith === undefined || stoppedWith._tag === "ClientClosed"
+      ? new ClientClosed()
+      : new ClientClosed({ reason: stoppedWith.message })
 
   /** Enqueues without waiting. Returns false when the queue is full (strategies suspend/dropping). */
   const offerNow = (request: PublishRequest): boolean => {
@@ -135,7 +141,7 @@ export const make = Effect.fnUntraced(function*(
   const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> => {
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
-    if (closed) return Effect.fail(new ClientClosed())
+    if (closed) return Effect.fail(closedError())
     if (offerNow(request)) return Effect.succeed(receiptOf(request))
     if (options.strategy === "dropping") {
       drop(request, "dropping")
@@ -143,7 +149,7 @@ export const make = Effect.fnUntraced(function*(
     }
     // "suspend": wait for room. Interrupting the offer leaves nothing queued.
     return Effect.flatMap(Queue.offer(publishQueue, request), (offered) => {
-      if (!offered) return Effect.fail(new ClientClosed())
+      if (!offered) return Effect.fail(closedError())
       wake.openUnsafe()
       return Effect.succeed(receiptOf(request))
     })
@@ -152,7 +158,7 @@ export const make = Effect.fnUntraced(function*(
   const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> => {
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
-    if (closed) return Effect.fail(new ClientClosed())
+    if (closed) return Effect.fail(closedError())
     if (offerNow(request)) return Effect.succeed(receiptOf(request))
     return Effect.fail(new QueueFull({ capacity: options.capacity }))
   }
@@ -214,7 +220,7 @@ export const make = Effect.fnUntraced(function*(
 
   const stats: Effect.Effect<MqttClient.MqttStats> = Effect.sync(() => ({
     connected,
-    queueSize: Queue.sizeUnsafe(publishQueue) + (held === undefined ? 0 : 1),
+    queueSize: Queue.sizeUnsafe(publishQueue),
     capacity: options.capacity,
     strategy: options.strategy,
     inflight: protocol.inflightCount,
@@ -299,17 +305,9 @@ export const make = Effect.fnUntraced(function*(
       batch.push(encode(protocol.sendControl(next.value), version))
     }
     while (batch.length < MAX_BATCH) {
-      let request = held
-      if (request === undefined) {
-        const next = Queue.takeUnsafe(publishQueue)
-        if (next === undefined || !Exit.isSuccess(next)) break
-        request = next.value
-      }
-      if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) {
-        held = request
-        break
-      }
-      held = undefined
+      const request = peekPublish()
+      if (request === undefined || (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId))) break
+      Queue.takeUnsafe(publishQueue)
       batch.push(protocol.sendPublish(request))
       counters.sent++
       if (request.qos === 0) writtenQos0.push(request)
@@ -450,7 +448,11 @@ export const make = Effect.fnUntraced(function*(
         }
       })
 
-      yield* Effect.raceAll([reader, writeLoop, ...(keepAliveMillis > 0 ? [keepAlive] : [])])
+      // The three loops never succeed: the first failure ends the connection and interrupts the others.
+      yield* Effect.all([reader, writeLoop, ...(keepAliveMillis > 0 ? [keepAlive] : [])], {
+        concurrency: "unbounded",
+        discard: true
+      })
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
         connected = false
@@ -461,10 +463,6 @@ export const make = Effect.fnUntraced(function*(
 
   const failPending = (error: MqttError) => {
     const failure = Effect.fail(error)
-    if (held !== undefined) {
-      Deferred.doneUnsafe(held.receipt, failure)
-      held = undefined
-    }
     const { publishes, control } = protocol.drain()
     for (const request of publishes) Deferred.doneUnsafe(request.receipt, failure)
     for (const request of control) failControl(request, failure)

@@ -1,0 +1,236 @@
+/**
+ * The client against an in-memory broker: handshake, batching, keep-alive,
+ * reconnection, malformed input, refused connections and bad input. Time is
+ * the TestClock; no test sleeps.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Redacted, Stream } from "effect"
+import * as TestClock from "effect/testing/TestClock"
+import * as Socket from "effect/socket/Socket"
+import { MqttClient, type MqttEvent } from "../src/index.ts"
+import type { MqttClientOptions } from "../src/MqttOptions.ts"
+import * as FakeBroker from "./utils/FakeBroker.ts"
+
+const makeClient = (broker: FakeBroker.FakeBroker, options: MqttClientOptions = {}) =>
+  MqttClient.make(options).pipe(Effect.provideService(Socket.Socket, broker.socket))
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+/** Records the client's events from now on. */
+const recordEvents = (client: MqttClient.Service) =>
+  Effect.gen(function*() {
+    const events: Array<MqttEvent.MqttEvent> = []
+    yield* client.events.pipe(Stream.runForEach((event) => Effect.sync(() => events.push(event))), Effect.forkScoped)
+    yield* settle
+    return events
+  })
+
+const tags = (events: ReadonlyArray<MqttEvent.MqttEvent>) => events.map((event) => event._tag)
+
+describe("connection", () => {
+  it.effect("sends CONNECT with the options and reports Connected", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker, {
+        clientId: "c1",
+        keepAlive: 30,
+        username: "u",
+        password: Redacted.make("secret"),
+        will: { topic: "wills/c1", payload: "gone", qos: 1 }
+      })
+      yield* settle
+      const connect = broker.received[0]
+      expect(connect.cmd).toBe("connect")
+      if (connect.cmd !== "connect") return
+      expect(connect.clientId).toBe("c1")
+      expect(connect.keepalive).toBe(30)
+      expect(connect.username).toBe("u")
+      expect(connect.password?.toString()).toBe("secret")
+      expect(connect.will?.topic).toBe("wills/c1")
+      expect((yield* client.stats).connected).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it.effect("writes a burst of publishes in a few batched writes", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      broker.gate.closeUnsafe()
+      const client = yield* makeClient(broker, { capacity: 1000 })
+      const receipts = []
+      for (let i = 0; i < 1000; i++) receipts.push(yield* client.publish({ topic: "burst", payload: `m${i}` }))
+      broker.gate.openUnsafe()
+      for (const receipt of receipts) yield* receipt.acknowledged
+      expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(1000)
+      // CONNECT, then the 1000 publishes in one batch
+      expect(broker.writes.count).toBeLessThanOrEqual(3)
+    }).pipe(Effect.scoped))
+
+  it.effect("a refused CONNACK stops the client and fails pending work with ConnectionRefused", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ connackCode: 5 })
+      broker.gate.closeUnsafe()
+      const client = yield* makeClient(broker)
+      const receipt = yield* client.publish({ topic: "t", payload: "x", qos: 1 })
+      broker.gate.openUnsafe()
+      const error = yield* Effect.flip(receipt.acknowledged)
+      expect(error._tag).toBe("ConnectionRefused")
+      expect(error.message).toContain("not authorized")
+      yield* TestClock.adjust("1 minute")
+      expect(broker.connections.count).toBe(1)
+      const after = yield* Effect.flip(client.publish({ topic: "t", payload: "x" }))
+      expect(after._tag).toBe("ClientClosed")
+      expect(after.message).toContain("not authorized")
+    }).pipe(Effect.scoped))
+
+  it.effect("an unreachable broker times out the handshake and retries with growing, jittered delays", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      broker.gate.closeUnsafe()
+      const client = yield* makeClient(broker, { connectTimeout: "1 second" })
+      const events = yield* recordEvents(client)
+      for (let i = 0; i < 6; i++) yield* TestClock.adjust("40 seconds")
+      const delays = events.flatMap((event) => event._tag === "Reconnecting" ? [event.delayMillis] : [])
+      expect(delays.length).toBeGreaterThanOrEqual(5)
+      // exponential from 100 ms with ±20% jitter
+      expect(delays[0]).toBeGreaterThanOrEqual(80)
+      expect(delays[0]).toBeLessThanOrEqual(120)
+      expect(delays[3]).toBeGreaterThan(delays[0] * 4)
+      const disconnected = events.find((event) => event._tag === "Disconnected")
+      expect(disconnected?._tag === "Disconnected" && disconnected.cause._tag).toBe("ConnectTimeout")
+    }).pipe(Effect.scoped))
+})
+
+describe("keep-alive", () => {
+  it.effect("sends PINGREQ after keepAlive of silence", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      yield* makeClient(broker, { keepAlive: 10 })
+      yield* settle
+      expect(broker.received.filter((p) => p.cmd === "pingreq")).toHaveLength(0)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(broker.received.filter((p) => p.cmd === "pingreq")).toHaveLength(1)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(broker.received.filter((p) => p.cmd === "pingreq")).toHaveLength(2)
+      expect(broker.connections.count).toBe(1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a silent broker is detected within 1.5 x keepAlive and the connection is replaced", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ answerPings: false })
+      const client = yield* makeClient(broker, { keepAlive: 10 })
+      const events = yield* recordEvents(client)
+      yield* TestClock.adjust("14 seconds")
+      yield* settle
+      expect(tags(events)).not.toContain("Disconnected")
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const disconnected = events.find((event) => event._tag === "Disconnected")
+      expect(disconnected?._tag === "Disconnected" && disconnected.cause._tag).toBe("ConnectionLost")
+      expect(disconnected?._tag === "Disconnected" && disconnected.cause.message).toContain("PINGREQ")
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(broker.connections.count).toBe(2)
+    }).pipe(Effect.scoped))
+})
+
+describe("faults", () => {
+  it.effect("a malformed packet is a ProtocolError: the connection is replaced and nothing is lost", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ acknowledge: false })
+      const client = yield* makeClient(broker)
+      const events = yield* recordEvents(client)
+      const receipt = yield* client.publish({ topic: "t", payload: "x", qos: 1 })
+      yield* settle
+      broker.sendRaw(new Uint8Array([0x36, 0x00])) // PUBLISH with both QoS bits set
+      yield* settle
+      const disconnected = events.find((event) => event._tag === "Disconnected")
+      expect(disconnected?._tag === "Disconnected" && disconnected.cause._tag).toBe("ProtocolError")
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(broker.connections.count).toBe(2)
+      // the unacknowledged QoS 1 message was sent again on the new connection
+      const publishes = broker.received.filter((p) => p.cmd === "publish")
+      expect(publishes).toHaveLength(2)
+      broker.send({ cmd: "puback", messageId: publishes[1].messageId! })
+      yield* receipt.acknowledged
+    }).pipe(Effect.scoped))
+
+  it.effect("a dropped connection reconnects and resubscribes active subscriptions", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      const stream = yield* client.subscribe("a/+", { qos: 1 }).pipe(Stream.take(1), Stream.runCollect, Effect.forkScoped)
+      yield* settle
+      broker.drop()
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(broker.received.filter((p) => p.cmd === "subscribe")).toHaveLength(2)
+      broker.send({ cmd: "publish", topic: "a/b", payload: Buffer.from("after"), qos: 0, dup: false, retain: false })
+      const messages = yield* Fiber.join(stream)
+      expect(messages.map((m) => m.topic)).toEqual(["a/b"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a rejected subscription fails its stream with SubscribeRejected", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ subackCode: 0x80 })
+      const client = yield* makeClient(broker)
+      const error = yield* client.subscribe("secret/#", { qos: 1 }).pipe(Stream.runCollect, Effect.flip)
+      expect(error._tag).toBe("SubscribeRejected")
+      expect(error.message).toContain("secret/#")
+    }).pipe(Effect.scoped))
+})
+
+describe("bad input", () => {
+  it.effect("invalid topics and QoS fail before anything is queued", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      broker.gate.closeUnsafe()
+      const client = yield* makeClient(broker)
+      const bad = [
+        { topic: "a/+", payload: "x" },
+        { topic: "a/#", payload: "x" },
+        { topic: "", payload: "x" },
+        { topic: "a\u0000b", payload: "x" },
+        { topic: "x".repeat(65_536), payload: "x" },
+        { topic: "é".repeat(40_000), payload: "x" },
+        { topic: "ok", payload: "x", qos: 3 as never },
+        { topic: "ok", payload: 42 as never }
+      ]
+      for (const message of bad) {
+        const error = yield* Effect.flip(client.publish(message))
+        expect(["InvalidTopic", "InvalidOptions"]).toContain(error._tag)
+        const error2 = yield* Effect.flip(client.tryPublish(message))
+        expect(error2._tag).toBe(error._tag)
+      }
+      const filterError = yield* client.subscribe("a/#/b").pipe(Stream.runCollect, Effect.flip)
+      expect(filterError._tag).toBe("InvalidTopic")
+      expect((yield* client.stats).queueSize).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("invalid options are a typed InvalidOptions and never show the password", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const cases: Array<MqttClientOptions> = [
+        { capacity: 0 },
+        { capacity: 1.5 },
+        { strategy: "newest" as never },
+        { protocolVersion: 3 as never },
+        { keepAlive: -1 },
+        { maxInflight: 70_000 },
+        { connectTimeout: "soon" as never },
+        { password: "plain-secret" as never, username: "u" },
+        { password: Redacted.make("hunter2") },
+        { will: { topic: "a/+", payload: "x" }, password: Redacted.make("hunter2"), username: "u" }
+      ]
+      for (const options of cases) {
+        const error = yield* Effect.flip(makeClient(broker, options)).pipe(Effect.scoped)
+        expect(error._tag).toBe("InvalidOptions")
+        const shown = `${error.message} ${String(error)} ${JSON.stringify(error)}`
+        expect(shown).not.toContain("hunter2")
+        expect(shown).not.toContain("plain-secret")
+      }
+    }))
+})
