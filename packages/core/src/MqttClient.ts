@@ -119,6 +119,16 @@ export interface Service {
     filter: string | ReadonlyArray<string>,
     options?: SubscribeOptions
   ) => Stream.Stream<MqttMessage, MqttError>
+  /**
+   * Subscribes now and waits for the SUBACK; the returned stream yields the
+   * matching messages until the scope closes, which sends UNSUBSCRIBE. Use it
+   * when you must know the subscription is active before going on (e.g.
+   * before publishing what it should receive).
+   */
+  readonly subscribeScoped: (
+    filter: string | ReadonlyArray<string>,
+    options?: SubscribeOptions
+  ) => Effect.Effect<Stream.Stream<MqttMessage, MqttError>, MqttError, Scope.Scope>
   /** Connection events and dropped messages, from the moment of subscription. */
   readonly events: Stream.Stream<MqttEvent>
   /** The current counters. */

@@ -171,11 +171,11 @@ export const make = Effect.fnUntraced(function*(
     wake.openUnsafe()
   }
 
-  const subscribe = (
+  const subscribeScoped = (
     filter: string | ReadonlyArray<string>,
     subscribeOptions?: MqttClient.SubscribeOptions
-  ): Stream.Stream<MqttMessage, MqttError> =>
-    Stream.unwrap(Effect.gen(function*() {
+  ): Effect.Effect<Stream.Stream<MqttMessage, MqttError>, MqttError, Scope.Scope> =>
+    Effect.gen(function*() {
       const filters = typeof filter === "string" ? [filter] : [...filter]
       if (filters.length === 0) return yield* new InvalidOptions({ reason: "subscribe needs at least one topic filter" })
       for (const f of filters) {
@@ -189,6 +189,7 @@ export const make = Effect.fnUntraced(function*(
       if (closed) return yield* closedError()
       const messages = yield* Queue.unbounded<MqttMessage, MqttError | Cause.Done>()
       const subscription: Subscription = { filters, qos, messages, confirmed: false }
+      // Routed from now on, so nothing sent right after the SUBACK (retained messages) is missed.
       router.add(subscription)
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
@@ -216,7 +217,12 @@ export const make = Effect.fnUntraced(function*(
       }
       subscription.confirmed = true
       return Stream.fromQueue(messages)
-    }))
+    })
+
+  const subscribe = (
+    filter: string | ReadonlyArray<string>,
+    subscribeOptions?: MqttClient.SubscribeOptions
+  ): Stream.Stream<MqttMessage, MqttError> => Stream.unwrap(subscribeScoped(filter, subscribeOptions))
 
   const stats: Effect.Effect<MqttClient.MqttStats> = Effect.sync(() => ({
     connected,
@@ -548,6 +554,7 @@ export const make = Effect.fnUntraced(function*(
     tryPublish,
     publishAndWait,
     subscribe,
+    subscribeScoped,
     events: Stream.fromPubSub(events),
     stats
   } satisfies MqttClient.Service
