@@ -183,6 +183,44 @@ describe("faults", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("broker answers", () => {
+  it.effect("a v5 PUBACK failure code fails the receipt with PublishRejected carrying the code", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ protocolVersion: 5, acknowledge: false })
+      const client = yield* makeClient(broker, { protocolVersion: 5 })
+      const receipt = yield* client.publish({ topic: "denied", payload: "x", qos: 1 })
+      yield* settle
+      const publish = broker.received.find((p) => p.cmd === "publish")
+      broker.send({ cmd: "puback", messageId: publish!.messageId!, reasonCode: 0x87, properties: { reasonString: "not yours" } })
+      const error = yield* Effect.flip(receipt.acknowledged)
+      expect(error._tag).toBe("PublishRejected")
+      if (error._tag !== "PublishRejected") return
+      expect(error.code).toBe(0x87)
+      expect(error.message).toContain("not yours")
+      expect((yield* client.stats).inflight).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("a defect in the transport is logged and the loop carries on with a new connection", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      let failures = 0
+      const flaky = Socket.make({
+        reader: broker.socket.reader,
+        writer: Effect.map(broker.socket.writer, (writer) => ({
+          write: (chunk) => failures++ === 0 ? Effect.die(new Error("boom")) : writer.write(chunk),
+          writeAll: writer.writeAll
+        }))
+      })
+      const client = yield* MqttClient.make({}).pipe(Effect.provideService(Socket.Socket, flaky))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(failures).toBe(2)
+      yield* client.publishAndWait({ topic: "after/defect", payload: "x", qos: 1 })
+      expect((yield* client.stats).connections).toBe(1)
+    }).pipe(Effect.scoped))
+})
+
 describe("bad input", () => {
   it.effect("invalid topics and QoS fail before anything is queued", () =>
     Effect.gen(function*() {

@@ -530,7 +530,17 @@ export const make = Effect.fnUntraced(function*(
     }
   })
 
-  yield* Effect.forkIn(eventLoop, scope)
+  // Supervision: a defect outside a connection (a bug) is logged and the loop starts again.
+  const supervised: Effect.Effect<void> = eventLoop.pipe(
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.logError("effect-mqtt: the event loop failed and restarts", cause).pipe(
+          Effect.andThen(Effect.suspend(() => closed ? Effect.void : supervised))
+        )
+    )
+  )
+  yield* Effect.forkIn(supervised, scope)
 
   yield* Scope.addFinalizer(
     scope,

@@ -278,8 +278,14 @@ export class Protocol {
         return
       }
       case "pubrel": {
-        this.incomingQos2.delete(packet.messageId!)
-        out.push({ _tag: "Send", packet: { cmd: "pubcomp", messageId: packet.messageId! } })
+        const id = packet.messageId!
+        const known = this.incomingQos2.delete(id)
+        out.push({
+          _tag: "Send",
+          packet: !known && this.version === 5
+            ? { cmd: "pubcomp", messageId: id, reasonCode: 0x92 } // packet identifier not found
+            : { cmd: "pubcomp", messageId: id }
+        })
         return
       }
       case "suback": {
