@@ -32,8 +32,15 @@ export const makeDecoder = (
 ): Decoder => {
   const parser = MqttPacket.parser({ protocolVersion })
   let failed = false
+  // A throw in our own callback is a bug, not a malformed packet: it is rethrown after parsing.
+  let callbackError: { readonly error: unknown } | undefined
   parser.on("packet", (packet: Packet) => {
-    if (!failed) onPacket(packet)
+    if (failed || callbackError !== undefined) return
+    try {
+      onPacket(packet)
+    } catch (error) {
+      callbackError = { error }
+    }
   })
   parser.on("error", (error: unknown) => {
     if (failed) return
@@ -43,7 +50,20 @@ export const makeDecoder = (
   return {
     push: (chunk) => {
       if (failed) return
-      parser.parse(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+      try {
+        parser.parse(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+      } catch (error) {
+        // mqtt-packet throws (instead of emitting "error") on some malformed input
+        if (!failed) {
+          failed = true
+          onError(error instanceof Error ? error.message : String(error))
+        }
+      }
+      if (callbackError !== undefined) {
+        const { error } = callbackError
+        callbackError = undefined
+        throw error
+      }
     }
   }
 }
