@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, type Duration, Effect, Layer } from "effect"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Socket from "effect/socket/Socket"
@@ -75,14 +75,36 @@ export interface MqttStats {
   readonly inflight: number
   /** Messages dropped by the queue strategy (both kinds). */
   readonly dropped: number
+  /** Dropped by `"dropping"` (the newest). */
   readonly droppedNewest: number
+  /** Evicted by `"sliding"` (the oldest). */
   readonly droppedOldest: number
+  /** QoS 0 dropped while offline (`queueQoS0WhileOffline: false`). */
+  readonly droppedOffline: number
+  /** Queued messages dropped by `messageExpiry`. */
+  readonly expired: number
   /** PUBLISH packets written to the socket (resends included). */
   readonly sent: number
   /** PUBLISH packets received from the broker. */
   readonly received: number
   /** Successful connections so far. */
   readonly connections: number
+}
+
+/**
+ * Options of `disconnect`.
+ *
+ * @since 0.1.0
+ */
+export interface DisconnectOptions {
+  /**
+   * Wait until the queue and the inflight window are empty (every accepted
+   * message acknowledged) before sending DISCONNECT. Default false: pending
+   * receipts fail with `ClientClosed`.
+   */
+  readonly drain?: boolean | undefined
+  /** Bound on the drain. Default 30 seconds; what is still pending then fails with `ClientClosed`. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 /**
@@ -133,6 +155,13 @@ export interface Service {
   readonly events: Stream.Stream<MqttEvent>
   /** The current counters. */
   readonly stats: Effect.Effect<MqttStats>
+  /**
+   * Closes the client now (closing its scope does the same): sends DISCONNECT
+   * when connected, ends subscription streams, fails pending receipts with
+   * `ClientClosed`. With `drain`, first waits (bounded) until everything
+   * accepted has been acknowledged.
+   */
+  readonly disconnect: (options?: DisconnectOptions) => Effect.Effect<void>
 }
 
 /**
@@ -160,6 +189,17 @@ export class MqttClient extends Context.Service<MqttClient, Service>()("@effect-
 export const make: (
   options?: MqttClientOptions
 ) => Effect.Effect<Service, InvalidOptions, Scope.Scope | Socket.Socket> = internal.make
+
+/**
+ * Builds a client that tries `sockets` in turn (one per broker address): each
+ * connection attempt uses the next one.
+ *
+ * @since 0.1.0
+ */
+export const makeWithSockets: (
+  options: MqttClientOptions,
+  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>]
+) => Effect.Effect<Service, InvalidOptions, Scope.Scope> = internal.makeWithSockets
 
 /**
  * A layer of the client over the `Socket` in the context.

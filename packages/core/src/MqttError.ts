@@ -34,18 +34,54 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
 }
 
 /**
- * A queued message was dropped by the queue strategy before it was sent.
+ * A message was dropped before it was sent: by the queue strategy
+ * (`"dropping"` drops the newest, `"sliding"` evicts the oldest), or because it
+ * was QoS 0 and the client was offline with `queueQoS0WhileOffline: false`.
  *
  * @since 0.1.0
  */
 export class MessageDropped extends Schema.TaggedError<MessageDropped>()("MessageDropped", {
   topic: Schema.String,
-  strategy: Schema.Literals(["dropping", "sliding"])
+  reason: Schema.Literals(["dropping", "sliding", "offline"])
 }) {
   override get message() {
-    return this.strategy === "sliding"
-      ? `Message to "${this.topic}" was evicted from the full queue by a newer one (strategy "sliding")`
-      : `Message to "${this.topic}" was dropped because the queue was full (strategy "dropping")`
+    switch (this.reason) {
+      case "sliding":
+        return `Message to "${this.topic}" was evicted from the full queue by a newer one (strategy "sliding")`
+      case "dropping":
+        return `Message to "${this.topic}" was dropped because the queue was full (strategy "dropping")`
+      case "offline":
+        return `QoS 0 message to "${this.topic}" was dropped because the client was offline (queueQoS0WhileOffline: false)`
+    }
+  }
+}
+
+/**
+ * A queued message waited longer than `messageExpiry` and was not sent.
+ *
+ * @since 0.1.0
+ */
+export class MessageExpired extends Schema.TaggedError<MessageExpired>()("MessageExpired", {
+  topic: Schema.String,
+  expiryMillis: Schema.Number
+}) {
+  override get message() {
+    return `Message to "${this.topic}" expired after waiting ${this.expiryMillis} ms in the queue`
+  }
+}
+
+/**
+ * The broker did not keep the session (CONNACK session-present was 0), and the
+ * client was told (`onSessionLost: "fail"`) not to republish what it had not
+ * seen acknowledged.
+ *
+ * @since 0.1.0
+ */
+export class SessionLost extends Schema.TaggedError<SessionLost>()("SessionLost", {
+  topic: Schema.String
+}) {
+  override get message() {
+    return `The broker lost the session before acknowledging the message to "${this.topic}"`
   }
 }
 
@@ -187,6 +223,8 @@ export class ClientClosed extends Schema.TaggedError<ClientClosed>()("ClientClos
 export type MqttError =
   | QueueFull
   | MessageDropped
+  | MessageExpired
+  | SessionLost
   | InvalidTopic
   | InvalidOptions
   | ConnectionRefused

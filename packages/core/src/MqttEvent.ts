@@ -53,14 +53,25 @@ export interface Reconnecting {
 }
 
 /**
- * The queue strategy dropped a message (its receipt fails with `MessageDropped`).
+ * A message was dropped before it was sent (its receipt fails with
+ * `MessageDropped`): by the queue strategy, or QoS 0 while offline.
  *
  * @since 0.1.0
  */
 export interface MessageDropped {
   readonly _tag: "MessageDropped"
   readonly topic: string
-  readonly strategy: Exclude<Strategy, "suspend">
+  readonly reason: Exclude<Strategy, "suspend"> | "offline"
+}
+
+/**
+ * A queued message expired (`messageExpiry`) before it could be sent.
+ *
+ * @since 0.1.0
+ */
+export interface MessageExpired {
+  readonly _tag: "MessageExpired"
+  readonly topic: string
 }
 
 /**
@@ -68,4 +79,4 @@ export interface MessageDropped {
  *
  * @since 0.1.0
  */
-export type MqttEvent = Connected | Disconnected | Reconnecting | MessageDropped
+export type MqttEvent = Connected | Disconnected | Reconnecting | MessageDropped | MessageExpired

@@ -21,7 +21,7 @@
  * @since 0.1.0
  */
 import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
-import { InvalidOptions } from "./MqttError.ts"
+import { type ConnectionRefused, InvalidOptions } from "./MqttError.ts"
 import { topicNameProblem } from "./Topic.ts"
 
 /**
@@ -94,6 +94,31 @@ export interface MqttClientOptions {
   readonly reconnect?: Schedule.Schedule<unknown, unknown> | false | undefined
   /** MQTT 5 CONNECT properties (e.g. `receiveMaximum`, `userProperties`), passed to the codec. */
   readonly properties?: Record<string, unknown> | undefined
+  /**
+   * Whether to keep retrying after the broker refused the connection. Default:
+   * only for "server unavailable" / "server busy" / quota and rate refusals;
+   * bad credentials or a rejected identifier stop the client.
+   */
+  readonly retryRefused?: ((error: ConnectionRefused) => boolean) | undefined
+  /**
+   * When the broker did not keep the session (CONNACK session-present 0):
+   * `"republish"` (default) sends unacknowledged QoS 1/2 messages again;
+   * `"fail"` fails their receipts with `SessionLost`.
+   */
+  readonly onSessionLost?: "republish" | "fail" | undefined
+  /**
+   * Queue QoS 0 publishes while disconnected (default true). When false, a QoS 0
+   * publish while offline is dropped at once (receipt: `MessageDropped`, reason
+   * `"offline"`) and counted.
+   */
+  readonly queueQoS0WhileOffline?: boolean | undefined
+  /**
+   * Drop a queued message that could not be sent within this time, with
+   * `MessageExpired`, instead of sending it late. For MQTT 5 it also sets the
+   * Message Expiry Interval property (whole seconds, rounded up) unless the
+   * message sets its own.
+   */
+  readonly messageExpiry?: Duration.Input | undefined
 }
 
 /**
@@ -116,7 +141,20 @@ export interface ResolvedOptions {
   readonly maxInflight: number
   readonly reconnect: Schedule.Schedule<unknown, unknown> | false
   readonly properties: Record<string, unknown> | undefined
+  readonly retryRefused: (error: ConnectionRefused) => boolean
+  readonly onSessionLost: "republish" | "fail"
+  readonly queueQoS0WhileOffline: boolean
+  readonly messageExpiry: Duration.Duration | undefined
 }
+
+/**
+ * The default `retryRefused`: retry when the refusal says the server is
+ * unavailable, busy, over quota or rate-limiting; stop otherwise.
+ *
+ * @since 0.1.0
+ */
+export const retryTransientRefusals = (error: ConnectionRefused): boolean =>
+  error.code === 3 || error.code === 0x88 || error.code === 0x89 || error.code === 0x97 || error.code === 0x9f
 
 const Qos = Schema.Literals([0, 1, 2])
 const UInt16 = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65_535 }))
@@ -142,7 +180,9 @@ const PlainOptions = Schema.Struct({
   capacity: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 16_777_216 }))),
   strategy: Schema.optional(Schema.Literals(["suspend", "dropping", "sliding"])),
   maxInflight: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))),
-  properties: Schema.optional(Schema.Record(Schema.String, Schema.Unknown))
+  properties: Schema.optional(Schema.Record(Schema.String, Schema.Unknown)),
+  onSessionLost: Schema.optional(Schema.Literals(["republish", "fail"])),
+  queueQoS0WhileOffline: Schema.optional(Schema.Boolean)
 })
 
 const decodePlain = Schema.decodeUnknownEffect(PlainOptions)
@@ -177,7 +217,7 @@ const fail = (reason: string) => Effect.fail(new InvalidOptions({ reason }))
  */
 export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptions, InvalidOptions> =>
   Effect.gen(function*() {
-    const { password, reconnect, connectTimeout, ...plain } = options
+    const { password, reconnect, connectTimeout, retryRefused, messageExpiry, ...plain } = options
     const checked = yield* decodePlain(plain).pipe(
       Effect.mapError((error) => new InvalidOptions({ reason: error.message }))
     )
@@ -211,6 +251,17 @@ export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptio
       }
       timeout = decoded.value
     }
+    let expiry: Duration.Duration | undefined
+    if (messageExpiry !== undefined) {
+      const decoded = Duration.fromInput(messageExpiry)
+      if (Option.isNone(decoded) || Duration.toMillis(decoded.value) <= 0) {
+        return yield* fail("messageExpiry must be a positive duration")
+      }
+      expiry = decoded.value
+    }
+    if (retryRefused !== undefined && typeof retryRefused !== "function") {
+      return yield* fail("retryRefused must be a function")
+    }
     if (reconnect !== undefined && reconnect !== false && !Schedule.isSchedule(reconnect)) {
       return yield* fail("reconnect must be a Schedule or false")
     }
@@ -232,6 +283,10 @@ export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptio
       strategy: checked.strategy ?? "suspend",
       maxInflight: checked.maxInflight ?? 100,
       reconnect: reconnect ?? defaultReconnect,
-      properties: checked.properties
+      properties: checked.properties,
+      retryRefused: retryRefused ?? retryTransientRefusals,
+      onSessionLost: checked.onSessionLost ?? "republish",
+      queueQoS0WhileOffline: checked.queueQoS0WhileOffline ?? true,
+      messageExpiry: expiry
     } satisfies ResolvedOptions
   })

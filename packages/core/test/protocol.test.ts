@@ -58,6 +58,7 @@ const publishRequest = (topic: string, qos: 0 | 1 | 2, version: ProtocolVersion 
   qos,
   bytes: encodePublish(topic, qos, { version }),
   receipt: Deferred.makeUnsafe<void, MqttError>(),
+  enqueuedAt: 0,
   messageId: 0
 })
 
@@ -95,7 +96,7 @@ const send = (protocol: Protocol, topic: string, qos: 0 | 1 | 2): PublishRequest
 /** A QoS 1 request with a copy of a pre-encoded PUBLISH (cheap: for the loops over the whole id space). */
 const template = encodePublish("t", 1)
 const quickSend = (protocol: Protocol): PublishRequest => {
-  const request: PublishRequest = { topic: "t", qos: 1, bytes: template.slice(), receipt: Deferred.makeUnsafe(), messageId: 0 }
+  const request: PublishRequest = { topic: "t", qos: 1, bytes: template.slice(), receipt: Deferred.makeUnsafe(), messageId: 0, enqueuedAt: 0 }
   protocol.sendPublish(request)
   return request
 }

@@ -1,4 +1,4 @@
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Latch, PubSub, Queue, Redacted, Schedule, Scope, Stream } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Latch, PubSub, Queue, Redacted, Schedule, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {
@@ -10,10 +10,12 @@ import {
   InvalidOptions,
   InvalidTopic,
   MessageDropped,
+  MessageExpired,
   type MqttError,
   ProtocolError,
   PublishRejected,
   QueueFull,
+  SessionLost,
   SubscribeRejected
 } from "../MqttError.ts"
 import type { MqttEvent } from "../MqttEvent.ts"
@@ -29,18 +31,26 @@ const MAX_BATCH = 4096
 /** MQTT's largest remaining length (256 MiB - 1). */
 const MAX_PAYLOAD = 268_435_455
 
-/** Codes for which a refused CONNACK is worth retrying: the server is unavailable or busy, not us. */
-const transientRefusal = (code: number) => code === 3 || code === 0x88 || code === 0x89 || code === 0x97 || code === 0x9f
+/** A connection that stayed up this long resets the reconnection back-off. */
+const STABLE_CONNECTION_MILLIS = 1_000
 
 const succeedVoid = Effect.void
 
-export const make = Effect.fnUntraced(function*(
+export const make = (
   input: MqttOptions.MqttClientOptions = {}
-): Effect.fn.Return<MqttClient.Service, InvalidOptions, Scope.Scope | Socket.Socket> {
+): Effect.Effect<MqttClient.Service, InvalidOptions, Scope.Scope | Socket.Socket> =>
+  Effect.flatMap(Socket.Socket, (socket) => makeWithSockets(input, [socket]))
+
+/** A client that rotates through `sockets` (one per broker address) on each connection attempt. */
+export const makeWithSockets = Effect.fnUntraced(function*(
+  input: MqttOptions.MqttClientOptions,
+  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>]
+): Effect.fn.Return<MqttClient.Service, InvalidOptions, Scope.Scope> {
   const options = yield* MqttOptions.resolve(input)
-  const socket = yield* Socket.Socket
   const scope = yield* Effect.scope
+  const clock = yield* Clock.Clock
   const version = options.protocolVersion
+  const expiryMillis = options.messageExpiry === undefined ? undefined : Duration.toMillis(options.messageExpiry)
 
   const publishQueue = yield* Queue.make<PublishRequest>({ capacity: options.capacity, strategy: options.strategy })
   const controlQueue = yield* Queue.unbounded<ControlRequest>()
@@ -57,9 +67,20 @@ export const make = Effect.fnUntraced(function*(
     return head === undefined ? undefined : head.array[head.offset]
   }
 
-  const counters = { sent: 0, received: 0, droppedNewest: 0, droppedOldest: 0, connections: 0 }
+  const counters = {
+    sent: 0,
+    received: 0,
+    droppedNewest: 0,
+    droppedOldest: 0,
+    droppedOffline: 0,
+    expired: 0,
+    connections: 0
+  }
   let connected = false
+  /** No new work is accepted and the writer takes nothing more from the queues. */
   let closed = false
+  /** Opened on every acknowledgement and written batch, for `disconnect({ drain })`. */
+  const progress = Latch.makeUnsafe(false)
   let stoppedWith: MqttError | undefined
   let currentWriter: Socket.Writer | undefined
 
@@ -90,6 +111,10 @@ export const make = Effect.fnUntraced(function*(
     }
     const body = typeof payload === "string" ? payload : toBuffer(payload)
     if (body.length > MAX_PAYLOAD) return new InvalidOptions({ reason: "payload is larger than MQTT allows (256 MiB)" })
+    let properties = message.properties as PublishPacket["properties"]
+    if (expiryMillis !== undefined && version === 5 && properties?.messageExpiryInterval === undefined) {
+      properties = { ...properties, messageExpiryInterval: Math.ceil(expiryMillis / 1000) }
+    }
     const packet: PublishPacket = {
       cmd: "publish",
       topic,
@@ -98,7 +123,7 @@ export const make = Effect.fnUntraced(function*(
       retain: message.retain ?? false,
       dup: false,
       ...(qos > 0 ? { messageId: 1 } : {}),
-      ...(message.properties !== undefined ? { properties: message.properties as NonNullable<PublishPacket["properties"]> } : {})
+      ...(properties !== undefined ? { properties } : {})
     }
     let bytes: Uint8Array
     try {
@@ -106,7 +131,14 @@ export const make = Effect.fnUntraced(function*(
     } catch (error) {
       return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
     }
-    return { topic, qos, bytes, receipt: Deferred.makeUnsafe<void, MqttError>(), messageId: 0 }
+    return {
+      topic,
+      qos,
+      bytes,
+      receipt: Deferred.makeUnsafe<void, MqttError>(),
+      messageId: 0,
+      enqueuedAt: expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe()
+    }
   }
 
   const receiptOf = (request: PublishRequest): MqttClient.PublishReceipt => ({
@@ -115,12 +147,17 @@ export const make = Effect.fnUntraced(function*(
     acknowledged: Deferred.await(request.receipt)
   })
 
-  const drop = (request: PublishRequest, strategy: "dropping" | "sliding") => {
-    if (strategy === "dropping") counters.droppedNewest++
-    else counters.droppedOldest++
-    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageDropped({ topic: request.topic, strategy })))
-    emit({ _tag: "MessageDropped", topic: request.topic, strategy })
+  const drop = (request: PublishRequest, reason: "dropping" | "sliding" | "offline") => {
+    if (reason === "dropping") counters.droppedNewest++
+    else if (reason === "sliding") counters.droppedOldest++
+    else counters.droppedOffline++
+    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageDropped({ topic: request.topic, reason })))
+    emit({ _tag: "MessageDropped", topic: request.topic, reason })
   }
+
+  /** A QoS 0 message while offline, with `queueQoS0WhileOffline: false`: dropped at once. */
+  const dropsOffline = (request: PublishRequest) =>
+    request.qos === 0 && !connected && !options.queueQoS0WhileOffline
 
   const closedError = () =>
     stoppedWith === undefined || stoppedWith._tag === "ClientClosed"
@@ -142,6 +179,10 @@ export const make = Effect.fnUntraced(function*(
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
     if (closed) return Effect.fail(closedError())
+    if (dropsOffline(request)) {
+      drop(request, "offline")
+      return Effect.succeed(receiptOf(request))
+    }
     if (offerNow(request)) return Effect.succeed(receiptOf(request))
     if (options.strategy === "dropping") {
       drop(request, "dropping")
@@ -159,6 +200,10 @@ export const make = Effect.fnUntraced(function*(
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
     if (closed) return Effect.fail(closedError())
+    if (dropsOffline(request)) {
+      drop(request, "offline")
+      return Effect.succeed(receiptOf(request))
+    }
     if (offerNow(request)) return Effect.succeed(receiptOf(request))
     return Effect.fail(new QueueFull({ capacity: options.capacity }))
   }
@@ -230,9 +275,11 @@ export const make = Effect.fnUntraced(function*(
     capacity: options.capacity,
     strategy: options.strategy,
     inflight: protocol.inflightCount,
-    dropped: counters.droppedNewest + counters.droppedOldest,
+    dropped: counters.droppedNewest + counters.droppedOldest + counters.droppedOffline,
     droppedNewest: counters.droppedNewest,
     droppedOldest: counters.droppedOldest,
+    droppedOffline: counters.droppedOffline,
+    expired: counters.expired,
     sent: counters.sent,
     received: counters.received,
     connections: counters.connections
@@ -255,6 +302,7 @@ export const make = Effect.fnUntraced(function*(
         case "Acknowledged":
           Deferred.doneUnsafe(output.request.receipt, succeedVoid)
           wake.openUnsafe()
+          progress.openUnsafe()
           break
         case "Rejected":
           Deferred.doneUnsafe(
@@ -268,6 +316,7 @@ export const make = Effect.fnUntraced(function*(
             )
           )
           wake.openUnsafe()
+          progress.openUnsafe()
           break
         case "Deliver":
           counters.received++
@@ -301,6 +350,7 @@ export const make = Effect.fnUntraced(function*(
 
   /** Collects the next batch to write: loop packets first, then control requests, then publishes. */
   const collectBatch = (batch: Array<Uint8Array>, writtenQos0: Array<PublishRequest>) => {
+    if (closed) return
     if (outbox.length > 0) {
       for (const bytes of outbox) batch.push(bytes)
       outbox = []
@@ -310,9 +360,16 @@ export const make = Effect.fnUntraced(function*(
       if (next === undefined || !Exit.isSuccess(next)) break
       batch.push(encode(protocol.sendControl(next.value), version))
     }
+    const now = expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe()
     while (batch.length < MAX_BATCH) {
       const request = peekPublish()
-      if (request === undefined || (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId))) break
+      if (request === undefined) break
+      if (expiryMillis !== undefined && now - request.enqueuedAt > expiryMillis) {
+        Queue.takeUnsafe(publishQueue)
+        expire(request)
+        continue
+      }
+      if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) break
       Queue.takeUnsafe(publishQueue)
       batch.push(protocol.sendPublish(request))
       counters.sent++
@@ -320,11 +377,17 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
+  const expire = (request: PublishRequest) => {
+    counters.expired++
+    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageExpired({ topic: request.topic, expiryMillis: expiryMillis! })))
+    emit({ _tag: "MessageExpired", topic: request.topic })
+  }
+
   const toConnectionLost = (error: Socket.SocketError): ConnectionLost =>
     new ConnectionLost({ reason: socketErrorReason(error), cause: error })
 
   /** One connection: dial, CONNECT/CONNACK, then read, write and keep alive until something fails. */
-  const runConnection = (onEstablished: () => void) =>
+  const runConnection = (socket: Socket.Socket, onEstablished: () => void) =>
     Effect.gen(function*() {
       const outputs: Array<Output> = []
       let fatal: ConnectionError | undefined
@@ -372,6 +435,12 @@ export const make = Effect.fnUntraced(function*(
       }
 
       // Established: resend what the session needs before anything new.
+      if (!result.sessionPresent && options.onSessionLost === "fail") {
+        for (const request of protocol.abandonPublishes()) {
+          Deferred.doneUnsafe(request.receipt, Effect.fail(new SessionLost({ topic: request.topic })))
+        }
+        progress.openUnsafe()
+      }
       const resend: Array<Packet | Uint8Array> = []
       protocol.resume(result.sessionPresent, result.receiveMaximum, resend)
       const first: Array<Uint8Array> = []
@@ -400,7 +469,6 @@ export const make = Effect.fnUntraced(function*(
       if (fatal !== undefined) return yield* Effect.fail(fatal)
       wake.openUnsafe()
 
-      const clock = yield* Clock.Clock
       let lastWrite = clock.currentTimeMillisUnsafe()
       let lastRead = lastWrite
 
@@ -426,6 +494,7 @@ export const make = Effect.fnUntraced(function*(
           for (let i = 0; i < writtenQos0.length; i++) Deferred.doneUnsafe(writtenQos0[i].receipt, succeedVoid)
           batch.length = 0
           writtenQos0.length = 0
+          progress.openUnsafe()
           // Let the reader and publishers run between batches.
           yield* Effect.yieldNow
         }
@@ -486,23 +555,26 @@ export const make = Effect.fnUntraced(function*(
 
   /** Stops the client for good: nothing more is accepted, everything pending fails with `error`. */
   const stop = (error: MqttError) => {
-    if (closed) return
+    if (stoppedWith !== undefined) return
     closed = true
     stoppedWith = error
     failPending(error)
     Queue.shutdownUnsafe(publishQueue)
     Queue.shutdownUnsafe(controlQueue)
     router.endAll(error)
+    progress.openUnsafe()
   }
 
   const eventLoop = Effect.gen(function*() {
     const schedule = options.reconnect === false ? Schedule.recurs(0) : options.reconnect
     let step = yield* Schedule.toStep(schedule)
     let attempt = 0
+    let dial = 0
     while (!closed) {
-      let established = false
-      const exit = yield* Effect.exit(runConnection(() => {
-        established = true
+      let establishedAt: number | undefined
+      const socket = sockets[dial++ % sockets.length]
+      const exit = yield* Effect.exit(runConnection(socket, () => {
+        establishedAt = clock.currentTimeMillisUnsafe()
       }))
       if (closed) return
       const error = connectionErrorOf(exit)
@@ -512,16 +584,16 @@ export const make = Effect.fnUntraced(function*(
       }
       const cause = error ?? new ConnectionLost({ reason: "the event loop hit a defect" })
       emit({ _tag: "Disconnected", cause })
-      if (established) {
+      const now = clock.currentTimeMillisUnsafe()
+      if (establishedAt !== undefined && now - establishedAt >= STABLE_CONNECTION_MILLIS) {
         step = yield* Schedule.toStep(schedule)
         attempt = 0
       }
-      if (cause._tag === "ConnectionRefused" && !transientRefusal(cause.code)) {
+      if (cause._tag === "ConnectionRefused" && !options.retryRefused(cause)) {
         yield* Effect.logWarning(`effect-mqtt: ${cause.message}; not retrying`)
         return stop(cause)
       }
       attempt++
-      const now = yield* Clock.currentTimeMillis
       const next = yield* Effect.exit(step(now, cause))
       if (Exit.isFailure(next)) return stop(cause)
       const delay = next.value[1]
@@ -540,23 +612,43 @@ export const make = Effect.fnUntraced(function*(
         )
     )
   )
-  yield* Effect.forkIn(supervised, scope)
+  const loop = yield* Effect.forkIn(supervised, scope)
 
-  yield* Scope.addFinalizer(
-    scope,
+  const isIdle = () =>
+    Queue.sizeUnsafe(publishQueue) === 0 && protocol.inflightCount === 0 && outbox.length === 0
+
+  const awaitIdle = Effect.gen(function*() {
+    while (!isIdle() && stoppedWith === undefined) {
+      progress.closeUnsafe()
+      yield* progress.await
+    }
+  })
+
+  let shutDown = false
+  /** Sends DISCONNECT when connected, fails what is pending with `ClientClosed`, ends the loop. */
+  const shutdown = Effect.gen(function*() {
+    if (shutDown) return
+    shutDown = true
+    const writer = connected && stoppedWith === undefined ? currentWriter : undefined
+    closed = true // the writer takes nothing more: DISCONNECT is the last packet
+    if (writer !== undefined) {
+      yield* writer.write(encode({ cmd: "disconnect" }, version)).pipe(Effect.timeout("1 second"), Effect.ignore)
+    }
+    stop(new ClientClosed())
+    emit({ _tag: "Disconnected", cause: new ClientClosed() })
+    yield* Fiber.interrupt(loop)
+    yield* PubSub.shutdown(events)
+  }).pipe(Effect.uninterruptible)
+
+  const disconnect = (disconnectOptions?: MqttClient.DisconnectOptions): Effect.Effect<void> =>
     Effect.gen(function*() {
-      const writer = currentWriter
-      if (writer !== undefined && !closed) {
-        yield* writer.write(encode({ cmd: "disconnect" }, version)).pipe(
-          Effect.timeout("1 second"),
-          Effect.ignore
-        )
+      if (disconnectOptions?.drain === true && !closed) {
+        yield* Effect.timeoutOption(awaitIdle, disconnectOptions.timeout ?? "30 seconds")
       }
-      stop(new ClientClosed())
-      emit({ _tag: "Disconnected", cause: new ClientClosed() })
-      yield* PubSub.shutdown(events)
+      yield* shutdown
     })
-  )
+
+  yield* Scope.addFinalizer(scope, shutdown)
 
   return {
     clientId: options.clientId,
@@ -566,7 +658,8 @@ export const make = Effect.fnUntraced(function*(
     subscribe,
     subscribeScoped,
     events: Stream.fromPubSub(events),
-    stats
+    stats,
+    disconnect
   } satisfies MqttClient.Service
 })
 

@@ -26,6 +26,8 @@ export interface PublishRequest {
   readonly bytes: Uint8Array
   readonly receipt: Deferred.Deferred<void, MqttError>
   messageId: number
+  /** Clock time it was queued (only set when `messageExpiry` is on). */
+  readonly enqueuedAt: number
 }
 
 /** Offset of the packet id in an encoded QoS 1/2 PUBLISH: after the fixed header and the topic. */
@@ -311,6 +313,13 @@ export class Protocol {
       default:
         out.push({ _tag: "ProtocolViolation", reason: `unexpected ${packet.cmd.toUpperCase()} packet from the broker` })
     }
+  }
+
+  /** Removes and returns every unacknowledged publish (the session they belonged to is gone). */
+  abandonPublishes(): Array<PublishRequest> {
+    const publishes = Array.from(this.inflight.values(), (entry) => entry.request)
+    this.inflight.clear()
+    return publishes
   }
 
   /** Removes and returns every pending request (the client is closing). */
