@@ -9,11 +9,10 @@
 import * as Net from "node:net"
 import { NodeRuntime } from "@effect/platform-node"
 import { type MqttClient, MqttMessage, type MqttOptions } from "@effect-mqtt/core"
-import { NodeMqttClient } from "@effect-mqtt/node"
+import { FaultProxy, NodeMqttClient } from "@effect-mqtt/node"
 import { Aedes } from "aedes"
 import { Console, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import type * as Scope from "effect/Scope"
-import * as FaultProxy from "./internal/FaultProxy.ts"
 
 interface Target {
   readonly host: string
@@ -201,13 +200,8 @@ const outage = (target: Target) =>
     for (let i = 1; i <= TOTAL; i++) {
       receipts.push(yield* publisher.publish({ topic: "demo/outage", payload: `${i}`, qos: 1 }))
       if (i === CUT_AT) {
-        yield* proxy.cut
-        yield* say(`   -- network cut after #${CUT_AT} --`)
-        yield* Effect.sleep("2 seconds").pipe(
-          Effect.andThen(proxy.restore),
-          Effect.andThen(say("   -- network back --")),
-          Effect.forkScoped
-        )
+        yield* proxy.cut({ refuseFor: "2 seconds" })
+        yield* say(`   -- network cut after #${CUT_AT}, back in 2 s --`)
       }
       if (i % 20 === 0) yield* Effect.sleep("20 millis")
     }

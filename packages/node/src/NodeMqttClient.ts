@@ -29,8 +29,12 @@ import * as Socket from "effect/socket/Socket"
  * @since 0.1.0
  */
 export interface NodeMqttClientOptions extends MqttOptions.MqttClientOptions {
-  /** `mqtt://host:port` or `tcp://host:port` (port 1883 by default). User info becomes username/password. */
-  readonly url: string
+  /**
+   * `mqtt://host:port` or `tcp://host:port` (port 1883 by default). User info
+   * becomes username/password. Several URLs: connection attempts rotate
+   * through them (failover).
+   */
+  readonly url: string | ReadonlyArray<string>
 }
 
 /**
@@ -88,13 +92,18 @@ export const make = (
 ): Effect.Effect<MqttClient.Service, MqttError.InvalidOptions, Scope.Scope> =>
   Effect.gen(function*() {
     const { url, ...clientOptions } = options
-    const address = yield* parseUrl(url)
-    const socket = yield* NodeSocket.makeNet({ host: address.host, port: address.port, noDelay: true })
-    return yield* MqttClient.make({
+    const urls = typeof url === "string" ? [url] : url
+    if (urls.length === 0) return yield* new MqttError.InvalidOptions({ reason: "url needs at least one broker URL" })
+    const addresses = yield* Effect.forEach(urls, parseUrl)
+    const sockets = yield* Effect.forEach(addresses, (address) =>
+      NodeSocket.makeNet({ host: address.host, port: address.port, noDelay: true }))
+    // Credentials in the first URL apply unless given as options.
+    const first = addresses[0]
+    return yield* MqttClient.makeWithSockets({
       ...clientOptions,
-      ...(clientOptions.username === undefined && address.username !== undefined ? { username: address.username } : {}),
-      ...(clientOptions.password === undefined && address.password !== undefined ? { password: address.password } : {})
-    }).pipe(Effect.provideService(Socket.Socket, socket))
+      ...(clientOptions.username === undefined && first.username !== undefined ? { username: first.username } : {}),
+      ...(clientOptions.password === undefined && first.password !== undefined ? { password: first.password } : {})
+    }, sockets as [Socket.Socket, ...Array<Socket.Socket>])
   })
 
 /**

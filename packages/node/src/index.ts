@@ -1,4 +1,5 @@
 /**
  * @since 0.1.0
  */
+export * as FaultProxy from "./FaultProxy.ts"
 export * as NodeMqttClient from "./NodeMqttClient.ts"
