@@ -18,6 +18,10 @@ export interface FakeBrokerOptions {
   readonly connackCode?: number
   /** SUBACK code for every filter (default: the requested QoS). */
   readonly subackCode?: number | undefined
+  /** CONNACK session-present flag (default false). */
+  readonly sessionPresent?: boolean | undefined
+  /** v5 CONNACK properties, e.g. `{ receiveMaximum: 2 }`. */
+  readonly connackProperties?: Record<string, unknown> | undefined
 }
 
 export interface FakeBroker {
@@ -35,13 +39,16 @@ export interface FakeBroker {
   readonly sendRaw: (bytes: Uint8Array) => void
   /** Closes the current connection as if the network failed. */
   readonly drop: () => void
-  readonly options: FakeBrokerOptions
+  /** Mutable, so a test can change the broker's behaviour between connections. */
+  readonly options: { -readonly [K in keyof FakeBrokerOptions]-?: FakeBrokerOptions[K] }
 }
 
 export const make = (input: FakeBrokerOptions = {}): Effect.Effect<FakeBroker> =>
   Effect.sync(() => {
     const options = {
       subackCode: input.subackCode,
+      sessionPresent: input.sessionPresent ?? false,
+      connackProperties: input.connackProperties,
       protocolVersion: input.protocolVersion ?? 4,
       answerPings: input.answerPings ?? true,
       acknowledge: input.acknowledge ?? true,
@@ -74,8 +81,13 @@ export const make = (input: FakeBrokerOptions = {}): Effect.Effect<FakeBroker> =
         case "connect":
           send(
             options.protocolVersion === 5
-              ? { cmd: "connack", reasonCode: options.connackCode, sessionPresent: false }
-              : { cmd: "connack", returnCode: options.connackCode, sessionPresent: false }
+              ? {
+                cmd: "connack",
+                reasonCode: options.connackCode,
+                sessionPresent: options.sessionPresent,
+                ...(options.connackProperties !== undefined ? { properties: options.connackProperties } : {})
+              }
+              : { cmd: "connack", returnCode: options.connackCode, sessionPresent: options.sessionPresent }
           )
           break
         case "subscribe":
