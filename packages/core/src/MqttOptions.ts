@@ -84,7 +84,12 @@ export interface MqttClientOptions {
   readonly capacity?: number | undefined
   /** What a full queue does to `publish`. Default `"suspend"`. */
   readonly strategy?: Strategy | undefined
-  /** Most QoS 1/2 publishes awaiting acknowledgement at once. Default 100 (max 65535). */
+  /**
+   * Most QoS 1/2 publishes awaiting acknowledgement at once. Default 20: that
+   * is mosquitto's default receive maximum, and an MQTT 3.1.1 client cannot
+   * learn it (mosquitto closes the connection of a 3.1.1 client that sends a
+   * 21st QoS 2 message). With MQTT 5 the broker's Receive Maximum also caps it.
+   */
   readonly maxInflight?: number | undefined
   /**
    * When to try again after a connection is lost: a `Schedule` whose delays
@@ -281,7 +286,7 @@ export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptio
       connectTimeout: timeout,
       capacity: checked.capacity ?? 1024,
       strategy: checked.strategy ?? "suspend",
-      maxInflight: checked.maxInflight ?? 100,
+      maxInflight: checked.maxInflight ?? 20,
       reconnect: reconnect ?? defaultReconnect,
       properties: checked.properties,
       retryRefused: retryRefused ?? retryTransientRefusals,
