@@ -35,3 +35,7 @@ export const connectAbortable = (port: number, options: MqttOptions.MqttClientOp
 /** Waits (polling every 10 ms) until the client is connected. */
 export const awaitConnected = (client: MqttClient.Service) =>
   client.stats.pipe(Effect.repeat({ until: (stats) => stats.connected, schedule: Schedule.spaced("10 millis") }))
+
+/** Waits (polling every 10 ms) until the client noticed it is disconnected. */
+export const awaitDisconnected = (client: MqttClient.Service) =>
+  client.stats.pipe(Effect.repeat({ until: (stats) => !stats.connected, schedule: Schedule.spaced("10 millis") }))
