@@ -221,6 +221,23 @@ describe("broker answers", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("laziness", () => {
+  it.effect("publish does nothing until the effect runs, and publishes again each time it runs", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      const once = client.publish({ topic: "lazy", payload: "x" })
+      const tried = client.tryPublish({ topic: "lazy", payload: "y" })
+      yield* settle
+      expect((yield* client.stats).sent).toBe(0)
+      yield* once
+      yield* once
+      yield* tried
+      yield* settle
+      expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(3)
+    }).pipe(Effect.scoped))
+})
+
 describe("bad input", () => {
   it.effect("invalid topics and QoS fail before anything is queued", () =>
     Effect.gen(function*() {

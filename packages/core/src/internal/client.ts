@@ -175,7 +175,14 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     return true
   }
 
-  const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> => {
+  // Both are lazy (the work happens when the effect runs, every time it runs): `Effect.suspend`.
+  const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> =>
+    Effect.suspend(() => publishNow(message))
+
+  const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> =>
+    Effect.suspend(() => tryPublishNow(message))
+
+  const publishNow = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> => {
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
     if (closed) return Effect.fail(closedError())
@@ -196,7 +203,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     })
   }
 
-  const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> => {
+  const tryPublishNow = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> => {
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
     if (closed) return Effect.fail(closedError())
