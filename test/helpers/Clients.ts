@@ -10,7 +10,7 @@ import { Effect, Schedule } from "effect"
 import * as Socket from "effect/socket/Socket"
 
 /** A client connected to `url` in the current scope. */
-export const connect = (url: string, options: MqttOptions.MqttClientOptions = {}) =>
+export const connect = (url: string | ReadonlyArray<string>, options: MqttOptions.MqttClientOptions = {}) =>
   NodeMqttClient.make({ url, ...options })
 
 /** A client plus `abort`, which destroys its TCP connection without DISCONNECT. */
