@@ -4,26 +4,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Stream } from "effect"
-import * as Socket from "effect/socket/Socket"
 import * as TestClock from "effect/testing/TestClock"
 import { MqttClient, type MqttEvent } from "../src/index.ts"
-import type { MqttClientOptions } from "../src/MqttOptions.ts"
 import * as FakeBroker from "./utils/FakeBroker.ts"
+import { makeClient, settle, recordEvents } from "./utils/TestClient.ts"
 
-const makeClient = (broker: FakeBroker.FakeBroker, options: MqttClientOptions = {}) =>
-  MqttClient.make(options).pipe(Effect.provideService(Socket.Socket, broker.socket))
 
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
 
-const recordEvents = (client: MqttClient.Service) =>
-  Effect.gen(function*() {
-    const events: Array<MqttEvent.MqttEvent> = []
-    yield* client.events.pipe(Stream.runForEach((event) => Effect.sync(() => events.push(event))), Effect.forkScoped)
-    yield* settle
-    return events
-  })
 
 const reconnectDelays = (events: ReadonlyArray<MqttEvent.MqttEvent>) =>
   events.flatMap((event) => event._tag === "Reconnecting" ? [event.delayMillis] : [])

@@ -5,18 +5,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Stream } from "effect"
-import * as Socket from "effect/socket/Socket"
-import { MqttClient } from "../src/index.ts"
-import type { MqttClientOptions } from "../src/MqttOptions.ts"
 import * as FakeBroker from "./utils/FakeBroker.ts"
+import { makeClient, settle } from "./utils/TestClient.ts"
 
-const makeClient = (broker: FakeBroker.FakeBroker, options: MqttClientOptions) =>
-  MqttClient.make(options).pipe(Effect.provideService(Socket.Socket, broker.socket))
 
-/** Lets every runnable fiber make progress. */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
-})
 
 const stalledBroker = Effect.gen(function*() {
   const broker = yield* FakeBroker.make()

@@ -175,14 +175,17 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     return true
   }
 
-  // Both are lazy (the work happens when the effect runs, every time it runs): `Effect.suspend`.
-  const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> =>
-    Effect.suspend(() => publishNow(message))
+  type PublishError = InvalidTopic | InvalidOptions | ClientClosed
 
-  const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> =>
-    Effect.suspend(() => tryPublishNow(message))
-
-  const publishNow = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed> => {
+  /**
+   * Validates and queues one message. `whenFull` is what a full queue does:
+   * `"strategy"` applies the strategy (`publish`), `"fail"` fails with
+   * `QueueFull` (`tryPublish`; sliding never gets there: it makes room).
+   */
+  const enqueue = (
+    message: PublishMessage,
+    whenFull: "strategy" | "fail"
+  ): Effect.Effect<MqttClient.PublishReceipt, PublishError | QueueFull> => {
     const request = prepare(message)
     if (!("receipt" in request)) return Effect.fail(request)
     if (closed) return Effect.fail(closedError())
@@ -191,6 +194,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       return Effect.succeed(receiptOf(request))
     }
     if (offerNow(request)) return Effect.succeed(receiptOf(request))
+    if (whenFull === "fail") return Effect.fail(new QueueFull({ capacity: options.capacity }))
     if (options.strategy === "dropping") {
       drop(request, "dropping")
       return Effect.succeed(receiptOf(request))
@@ -203,17 +207,11 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     })
   }
 
-  const tryPublishNow = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, QueueFull | InvalidTopic | InvalidOptions | ClientClosed> => {
-    const request = prepare(message)
-    if (!("receipt" in request)) return Effect.fail(request)
-    if (closed) return Effect.fail(closedError())
-    if (dropsOffline(request)) {
-      drop(request, "offline")
-      return Effect.succeed(receiptOf(request))
-    }
-    if (offerNow(request)) return Effect.succeed(receiptOf(request))
-    return Effect.fail(new QueueFull({ capacity: options.capacity }))
-  }
+  // Lazy: the work happens when the effect runs, and again each time it runs.
+  const publish = (message: PublishMessage) =>
+    Effect.suspend(() => enqueue(message, "strategy")) as Effect.Effect<MqttClient.PublishReceipt, PublishError>
+
+  const tryPublish = (message: PublishMessage) => Effect.suspend(() => enqueue(message, "fail"))
 
   const publishAndWait = (message: PublishMessage): Effect.Effect<void, MqttError> =>
     Effect.flatMap(publish(message), (receipt) => receipt.acknowledged)
