@@ -1,4 +1,4 @@
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Latch, PubSub, Queue, Redacted, Schedule, Scope, Stream } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Latch, PubSub, Queue, Schedule, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {
@@ -21,15 +21,14 @@ import {
 import type { MqttEvent } from "../MqttEvent.ts"
 import type { MqttMessage, PublishMessage } from "../MqttMessage.ts"
 import * as MqttOptions from "../MqttOptions.ts"
-import { topicFilterProblem, topicNameProblem } from "../Topic.ts"
-import { encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
+import { topicFilterProblem } from "../Topic.ts"
+import { encode, makeDecoder, type Packet } from "./codec.ts"
+import { connectPacket, preparePublish } from "./packets.ts"
 import { type ControlRequest, type Output, Protocol, type PublishRequest, readConnack } from "./protocol.ts"
 import { Router, type Subscription } from "./router.ts"
 
 /** Most packets written in one batch, so incoming acks get their turn. */
 const MAX_BATCH = 4096
-/** MQTT's largest remaining length (256 MiB - 1). */
-const MAX_PAYLOAD = 268_435_455
 
 /** A connection that stayed up this long resets the reconnection back-off. */
 const STABLE_CONNECTION_MILLIS = 1_000
@@ -92,54 +91,8 @@ export const makeWithSockets = Effect.fnUntraced(function*(
   // The caller's side: validate, encode, enqueue.
   // ---------------------------------------------------------------------------
 
-  const prepare = (message: PublishMessage): PublishRequest | InvalidTopic | InvalidOptions => {
-    if (typeof message !== "object" || message === null) return new InvalidOptions({ reason: "a message must be an object" })
-    const { topic, payload } = message
-    const qos = message.qos ?? 0
-    if (typeof topic !== "string") return new InvalidOptions({ reason: "topic must be a string" })
-    const problem = topicNameProblem(topic)
-    if (problem !== undefined) return new InvalidTopic({ topic, reason: problem })
-    if (qos !== 0 && qos !== 1 && qos !== 2) return new InvalidOptions({ reason: `qos must be 0, 1 or 2, got ${String(qos)}` })
-    if (typeof payload !== "string" && !(payload instanceof Uint8Array)) {
-      return new InvalidOptions({ reason: "payload must be a string or a Uint8Array" })
-    }
-    if (message.retain !== undefined && typeof message.retain !== "boolean") {
-      return new InvalidOptions({ reason: "retain must be a boolean" })
-    }
-    if (message.properties !== undefined && version !== 5) {
-      return new InvalidOptions({ reason: "message properties need protocolVersion 5" })
-    }
-    const body = typeof payload === "string" ? payload : toBuffer(payload)
-    if (body.length > MAX_PAYLOAD) return new InvalidOptions({ reason: "payload is larger than MQTT allows (256 MiB)" })
-    let properties = message.properties as PublishPacket["properties"]
-    if (expiryMillis !== undefined && version === 5 && properties?.messageExpiryInterval === undefined) {
-      properties = { ...properties, messageExpiryInterval: Math.ceil(expiryMillis / 1000) }
-    }
-    const packet: PublishPacket = {
-      cmd: "publish",
-      topic,
-      payload: body,
-      qos,
-      retain: message.retain ?? false,
-      dup: false,
-      ...(qos > 0 ? { messageId: 1 } : {}),
-      ...(properties !== undefined ? { properties } : {})
-    }
-    let bytes: Uint8Array
-    try {
-      bytes = encode(packet, version)
-    } catch (error) {
-      return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
-    }
-    return {
-      topic,
-      qos,
-      bytes,
-      receipt: Deferred.makeUnsafe<void, MqttError>(),
-      messageId: 0,
-      enqueuedAt: expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe()
-    }
-  }
+  const prepare = (message: PublishMessage) =>
+    preparePublish(message, version, expiryMillis, expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe())
 
   const receiptOf = (request: PublishRequest): MqttClient.PublishReceipt => ({
     topic: request.topic,
@@ -463,7 +416,8 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         }
       }
       for (const item of resend) first.push(item instanceof Uint8Array ? item : encode(item, version))
-      outbox = first.concat(outbox)
+      // Acks and pings owed on the old connection are dropped: a kept session makes the broker resend.
+      outbox = first
       connected = true
       currentWriter = writer
       counters.connections++
@@ -679,6 +633,9 @@ const connectionErrorOf = (exit: Exit.Exit<unknown, ConnectionError>): Connectio
   return failure?.error
 }
 
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/** A readable reason for a socket failure (the password is never part of a socket error). */
 const socketErrorReason = (error: Socket.SocketError): string => {
   const reason = error.reason
   switch (reason._tag) {
@@ -695,39 +652,3 @@ const socketErrorReason = (error: Socket.SocketError): string => {
   }
 }
 
-const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
-
-const toBuffer = (bytes: Uint8Array): Buffer =>
-  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-
-const connectPacket = (options: MqttOptions.ResolvedOptions): Packet => {
-  const properties: Record<string, unknown> = { ...options.properties }
-  if (options.sessionExpiryInterval !== undefined) properties.sessionExpiryInterval = options.sessionExpiryInterval
-  return {
-    cmd: "connect",
-    protocolId: "MQTT",
-    protocolVersion: options.protocolVersion,
-    clientId: options.clientId,
-    clean: options.clean,
-    keepalive: options.keepAlive,
-    ...(options.username !== undefined ? { username: options.username } : {}),
-    ...(options.password !== undefined ? { password: passwordBytes(options.password) } : {}),
-    ...(options.will !== undefined
-      ? {
-        will: {
-          topic: options.will.topic,
-          payload: typeof options.will.payload === "string" ? options.will.payload : toBuffer(options.will.payload),
-          qos: options.will.qos ?? 0,
-          retain: options.will.retain ?? false,
-          ...(options.will.properties !== undefined ? { properties: options.will.properties } : {})
-        }
-      }
-      : {}),
-    ...(options.protocolVersion === 5 && Object.keys(properties).length > 0 ? { properties } : {})
-  } as Packet
-}
-
-const passwordBytes = (password: MqttOptions.ResolvedOptions["password"] & {}): Buffer => {
-  const value = Redacted.value(password)
-  return typeof value === "string" ? Buffer.from(value, "utf8") : toBuffer(value)
-}

@@ -1,0 +1,110 @@
+/**
+ * Building the packets the client sends: a PUBLISH validated and encoded in
+ * the caller's fiber (so bad input fails before anything is queued, and the
+ * event loop only copies bytes), and the CONNECT packet.
+ */
+import { Deferred, Redacted } from "effect"
+import { InvalidOptions, InvalidTopic, type MqttError } from "../MqttError.ts"
+import type { PublishMessage } from "../MqttMessage.ts"
+import type { ProtocolVersion, ResolvedOptions } from "../MqttOptions.ts"
+import { topicNameProblem } from "../Topic.ts"
+import { encode, type Packet, type PublishPacket } from "./codec.ts"
+import type { PublishRequest } from "./protocol.ts"
+
+/** MQTT's largest remaining length (256 MiB - 1). */
+const MAX_PAYLOAD = 268_435_455
+
+/**
+ * Validates a message and encodes it into a `PublishRequest` (QoS 1/2 with a
+ * placeholder packet id, patched when sent). `now` is the enqueue time used by
+ * `messageExpiry`.
+ */
+export const preparePublish = (
+  message: PublishMessage,
+  version: ProtocolVersion,
+  expiryMillis: number | undefined,
+  now: number
+): PublishRequest | InvalidTopic | InvalidOptions => {
+  if (typeof message !== "object" || message === null) return new InvalidOptions({ reason: "a message must be an object" })
+  const { topic, payload } = message
+  const qos = message.qos ?? 0
+  if (typeof topic !== "string") return new InvalidOptions({ reason: "topic must be a string" })
+  const problem = topicNameProblem(topic)
+  if (problem !== undefined) return new InvalidTopic({ topic, reason: problem })
+  if (qos !== 0 && qos !== 1 && qos !== 2) return new InvalidOptions({ reason: `qos must be 0, 1 or 2, got ${String(qos)}` })
+  if (typeof payload !== "string" && !(payload instanceof Uint8Array)) {
+    return new InvalidOptions({ reason: "payload must be a string or a Uint8Array" })
+  }
+  if (message.retain !== undefined && typeof message.retain !== "boolean") {
+    return new InvalidOptions({ reason: "retain must be a boolean" })
+  }
+  if (message.properties !== undefined && version !== 5) {
+    return new InvalidOptions({ reason: "message properties need protocolVersion 5" })
+  }
+  const body = typeof payload === "string" ? payload : toBuffer(payload)
+  if (body.length > MAX_PAYLOAD) return new InvalidOptions({ reason: "payload is larger than MQTT allows (256 MiB)" })
+  let properties = message.properties as PublishPacket["properties"]
+  if (expiryMillis !== undefined && version === 5 && properties?.messageExpiryInterval === undefined) {
+    properties = { ...properties, messageExpiryInterval: Math.ceil(expiryMillis / 1000) }
+  }
+  const packet: PublishPacket = {
+    cmd: "publish",
+    topic,
+    payload: body,
+    qos,
+    retain: message.retain ?? false,
+    dup: false,
+    ...(qos > 0 ? { messageId: 1 } : {}),
+    ...(properties !== undefined ? { properties } : {})
+  }
+  let bytes: Uint8Array
+  try {
+    bytes = encode(packet, version)
+  } catch (error) {
+    return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
+  }
+  return {
+    topic,
+    qos,
+    bytes,
+    receipt: Deferred.makeUnsafe<void, MqttError>(),
+    messageId: 0,
+    enqueuedAt: now
+  }
+}
+
+export const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/** The CONNECT packet for `options`. */
+export const connectPacket = (options: ResolvedOptions): Packet => {
+  const properties: Record<string, unknown> = { ...options.properties }
+  if (options.sessionExpiryInterval !== undefined) properties.sessionExpiryInterval = options.sessionExpiryInterval
+  return {
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: options.protocolVersion,
+    clientId: options.clientId,
+    clean: options.clean,
+    keepalive: options.keepAlive,
+    ...(options.username !== undefined ? { username: options.username } : {}),
+    ...(options.password !== undefined ? { password: passwordBytes(options.password) } : {}),
+    ...(options.will !== undefined
+      ? {
+        will: {
+          topic: options.will.topic,
+          payload: typeof options.will.payload === "string" ? options.will.payload : toBuffer(options.will.payload),
+          qos: options.will.qos ?? 0,
+          retain: options.will.retain ?? false,
+          ...(options.will.properties !== undefined ? { properties: options.will.properties } : {})
+        }
+      }
+      : {}),
+    ...(options.protocolVersion === 5 && Object.keys(properties).length > 0 ? { properties } : {})
+  } as Packet
+}
+
+const passwordBytes = (password: ResolvedOptions["password"] & {}): Buffer => {
+  const value = Redacted.value(password)
+  return typeof value === "string" ? Buffer.from(value, "utf8") : toBuffer(value)
+}
