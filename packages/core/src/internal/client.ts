@@ -24,6 +24,7 @@ import * as MqttOptions from "../MqttOptions.ts"
 import { topicFilterProblem } from "../Topic.ts"
 import { encode, makeDecoder, type Packet } from "./codec.ts"
 import { connectPacket, preparePublish } from "./packets.ts"
+import { toConnectionError } from "./socketErrors.ts"
 import { type ControlRequest, type Output, Protocol, type PublishRequest, readConnack } from "./protocol.ts"
 import { Router, type Subscription } from "./router.ts"
 
@@ -341,9 +342,6 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     emit({ _tag: "MessageExpired", topic: request.topic })
   }
 
-  const toConnectionLost = (error: Socket.SocketError): ConnectionLost =>
-    new ConnectionLost({ reason: socketErrorReason(error), cause: error })
-
   /** One connection: dial, CONNECT/CONNACK, then read, write and keep alive until something fails. */
   const runConnection = (socket: Socket.Socket, onEstablished: () => void) =>
     Effect.gen(function*() {
@@ -371,11 +369,11 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       )
 
       const handshake = Effect.gen(function*() {
-        const pull = yield* Effect.mapError(Socket.readerBytes(socket), toConnectionLost)
+        const pull = yield* Effect.mapError(Socket.readerBytes(socket), toConnectionError)
         const writer = yield* socket.writer
-        yield* Effect.mapError(writer.write(encode(connectPacket(options), version)), toConnectionLost)
+        yield* Effect.mapError(writer.write(encode(connectPacket(options), version)), toConnectionError)
         while (connack === undefined) {
-          const chunks = yield* Effect.mapError(pull, toConnectionLost)
+          const chunks = yield* Effect.mapError(pull, toConnectionError)
           for (const chunk of chunks) decoder.push(chunk)
           if (fatal !== undefined) return yield* Effect.fail(fatal)
         }
@@ -433,7 +431,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
 
       const reader = Effect.gen(function*() {
         while (true) {
-          const chunks = yield* Effect.mapError(pull, toConnectionLost)
+          const chunks = yield* Effect.mapError(pull, toConnectionError)
           lastRead = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
           if (fatal !== undefined) return yield* Effect.fail(fatal)
@@ -448,7 +446,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           wake.closeUnsafe()
           collectBatch(batch, writtenQos0)
           if (batch.length === 0) continue
-          yield* Effect.mapError(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]), toConnectionLost)
+          yield* Effect.mapError(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]), toConnectionError)
           lastWrite = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < writtenQos0.length; i++) Deferred.doneUnsafe(writtenQos0[i].receipt, succeedVoid)
           batch.length = 0
@@ -633,22 +631,4 @@ const connectionErrorOf = (exit: Exit.Exit<unknown, ConnectionError>): Connectio
   return failure?.error
 }
 
-const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
-
-/** A readable reason for a socket failure (the password is never part of a socket error). */
-const socketErrorReason = (error: Socket.SocketError): string => {
-  const reason = error.reason
-  switch (reason._tag) {
-    case "SocketOpenError":
-      return `cannot open the connection (${reason.kind}): ${describe(reason.cause)}`
-    case "SocketCloseError":
-      return `the broker closed the connection (code ${reason.code})`
-    case "SocketReadError":
-      return `read failed: ${describe(reason.cause)}`
-    case "SocketWriteError":
-      return `write failed: ${describe(reason.cause)}`
-    default:
-      return error.message
-  }
-}
 
