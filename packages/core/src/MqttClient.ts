@@ -57,7 +57,17 @@ export interface PublishReceipt {
  */
 export interface SubscribeOptions {
   /** Maximum QoS requested for the subscription. Default 0. */
-  readonly qos?: QoS
+  readonly qos?: QoS | undefined
+  /** Messages buffered for this stream before its strategy applies. Default 1024. */
+  readonly bufferSize?: number | undefined
+  /**
+   * What a full buffer does (default `"suspend"`). `"suspend"`: QoS 1/2
+   * messages wait, unacknowledged, so the broker slows down (its inflight
+   * window fills); QoS 0 beyond another `bufferSize` waiting is dropped.
+   * `"dropping"`: the new message is dropped. `"sliding"`: the oldest buffered
+   * message is dropped. Drops are counted in `stats.droppedIncoming`.
+   */
+  readonly strategy?: Strategy | undefined
 }
 
 /**
@@ -83,6 +93,8 @@ export interface MqttStats {
   readonly droppedOffline: number
   /** Queued messages dropped by `messageExpiry`. */
   readonly expired: number
+  /** Incoming messages dropped by a subscription buffer's strategy. */
+  readonly droppedIncoming: number
   /** PUBLISH packets written to the socket (resends included). */
   readonly sent: number
   /** PUBLISH packets received from the broker. */
@@ -135,7 +147,9 @@ export interface Service {
   /**
    * A stream of the messages matching `filter` (or any of `filters`). SUBSCRIBE
    * is sent when the stream starts, UNSUBSCRIBE when it ends. A refused
-   * subscription fails the stream with `SubscribeRejected`.
+   * subscription fails the stream with `SubscribeRejected`. Messages go
+   * through a bounded buffer (`bufferSize`, `strategy`); QoS 1/2 messages are
+   * acknowledged to the broker only once they are in it.
    */
   readonly subscribe: (
     filter: string | ReadonlyArray<string>,
@@ -146,6 +160,10 @@ export interface Service {
    * matching messages until the scope closes, which sends UNSUBSCRIBE. Use it
    * when you must know the subscription is active before going on (e.g.
    * before publishing what it should receive).
+   *
+   * The stream reads the subscription's buffer in batches and is meant for one
+   * consumer for the subscription's lifetime: a run that stops early (e.g.
+   * `Stream.take`) discards the rest of the batch it had pulled.
    */
   readonly subscribeScoped: (
     filter: string | ReadonlyArray<string>,

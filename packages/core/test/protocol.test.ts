@@ -438,14 +438,13 @@ describe("outgoing QoS 2", () => {
 describe("incoming publishes", () => {
   it("QoS 0 is delivered and not acknowledged", () => {
     const packet = incoming(0)
-    expect(receive(new Protocol(4, 10), packet)).toEqual([{ _tag: "Deliver", packet }])
+    expect(receive(new Protocol(4, 10), packet)).toEqual([{ _tag: "Deliver", packet, ack: undefined }])
   })
 
-  it("QoS 1 is delivered and answered with PUBACK", () => {
+  it("QoS 1 is delivered with the PUBACK to send once it is buffered", () => {
     const packet = incoming(1, 12)
     expect(receive(new Protocol(4, 10), packet)).toEqual([
-      { _tag: "Deliver", packet },
-      { _tag: "Send", packet: { cmd: "puback", messageId: 12 } }
+      { _tag: "Deliver", packet, ack: { cmd: "puback", messageId: 12 } }
     ])
   })
 
@@ -454,8 +453,7 @@ describe("incoming publishes", () => {
     const first = incoming(2, 12)
     const again = { ...incoming(2, 12), dup: true }
     expect(receive(protocol, first)).toEqual([
-      { _tag: "Deliver", packet: first },
-      { _tag: "Send", packet: { cmd: "pubrec", messageId: 12 } }
+      { _tag: "Deliver", packet: first, ack: { cmd: "pubrec", messageId: 12 } }
     ])
     expect(receive(protocol, again)).toEqual([{ _tag: "Send", packet: { cmd: "pubrec", messageId: 12 } }])
     expect(receive(protocol, again)).toEqual([{ _tag: "Send", packet: { cmd: "pubrec", messageId: 12 } }])
@@ -467,8 +465,7 @@ describe("incoming publishes", () => {
     expect(receive(protocol, { cmd: "pubrel", messageId: 12 })).toEqual([{ _tag: "Send", packet: { cmd: "pubcomp", messageId: 12 } }])
     const second = incoming(2, 12, "second")
     expect(receive(protocol, second)).toEqual([
-      { _tag: "Deliver", packet: second },
-      { _tag: "Send", packet: { cmd: "pubrec", messageId: 12 } }
+      { _tag: "Deliver", packet: second, ack: { cmd: "pubrec", messageId: 12 } }
     ])
   })
 
@@ -485,7 +482,7 @@ describe("incoming publishes", () => {
   it("incoming ids are separate from outgoing ids", () => {
     const protocol = new Protocol(4, 10)
     const outgoing = send(protocol, "out", 2)
-    expect(receive(protocol, incoming(2, outgoing.messageId)).map((o) => o._tag)).toEqual(["Deliver", "Send"])
+    expect(receive(protocol, incoming(2, outgoing.messageId)).map((o) => o._tag)).toEqual(["Deliver"])
     expect(receive(protocol, { cmd: "pubrel", messageId: outgoing.messageId })).toHaveLength(1)
     expect(protocol.inflightCount).toBe(1)
   })
@@ -515,7 +512,7 @@ describe("incoming publishes", () => {
     const cleared = new Protocol(4, 10)
     receive(cleared, incoming(2, 9))
     resume(cleared, false)
-    expect(receive(cleared, incoming(2, 9)).map((o) => o._tag)).toEqual(["Deliver", "Send"])
+    expect(receive(cleared, incoming(2, 9)).map((o) => o._tag)).toEqual(["Deliver"])
   })
 })
 

@@ -26,10 +26,13 @@ import { encode, makeDecoder, type Packet } from "./codec.ts"
 import { connectPacket, preparePublish } from "./packets.ts"
 import { toConnectionError } from "./socketErrors.ts"
 import { type ControlRequest, type Output, Protocol, type PublishRequest, readConnack } from "./protocol.ts"
-import { Router, type Subscription } from "./router.ts"
+import { type AckTicket, makeSubscription, pump, Router } from "./router.ts"
 
 /** Most packets written in one batch, so incoming acks get their turn. */
 const MAX_BATCH = 4096
+
+/** Default size of a subscription's buffer. */
+const DEFAULT_BUFFER_SIZE = 1024
 
 /** A connection that stayed up this long resets the reconnection back-off. */
 const STABLE_CONNECTION_MILLIS = 1_000
@@ -190,9 +193,17 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       if (qos !== 0 && qos !== 1 && qos !== 2) {
         return yield* new InvalidOptions({ reason: `qos must be 0, 1 or 2, got ${String(qos)}` })
       }
+      const bufferSize = subscribeOptions?.bufferSize ?? DEFAULT_BUFFER_SIZE
+      if (!Number.isInteger(bufferSize) || bufferSize < 1) {
+        return yield* new InvalidOptions({ reason: `bufferSize must be a whole number >= 1, got ${String(bufferSize)}` })
+      }
+      const strategy = subscribeOptions?.strategy ?? "suspend"
+      if (strategy !== "suspend" && strategy !== "dropping" && strategy !== "sliding") {
+        return yield* new InvalidOptions({ reason: `strategy must be "suspend", "dropping" or "sliding", got ${String(strategy)}` })
+      }
       if (closed) return yield* closedError()
-      const messages = yield* Queue.unbounded<MqttMessage, MqttError | Cause.Done>()
-      const subscription: Subscription = { filters, qos, messages, confirmed: false }
+      const subscription = yield* makeSubscription({ filters, qos, strategy, bufferSize })
+      yield* Effect.forkScoped(pump(subscription, settle))
       // Routed from now on, so nothing sent right after the SUBACK (retained messages) is missed.
       router.add(subscription)
       yield* Effect.addFinalizer(() =>
@@ -220,13 +231,20 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         if (code >= 0x80) return yield* new SubscribeRejected({ filter: filters[i], code })
       }
       subscription.confirmed = true
-      return Stream.fromQueue(messages)
+      return Stream.fromQueue(subscription.messages)
     })
 
   const subscribe = (
     filter: string | ReadonlyArray<string>,
     subscribeOptions?: MqttClient.SubscribeOptions
   ): Stream.Stream<MqttMessage, MqttError> => Stream.unwrap(subscribeScoped(filter, subscribeOptions))
+
+  /** One subscription buffer took the message; once all have, the acknowledgement goes out (on the same connection only). */
+  const settle = (ticket: AckTicket) => {
+    if (--ticket.remaining > 0 || ticket.connection !== counters.connections || !connected) return
+    outbox.push(encode(ticket.ack, version))
+    wake.openUnsafe()
+  }
 
   const stats: Effect.Effect<MqttClient.MqttStats> = Effect.sync(() => ({
     connected,
@@ -239,6 +257,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     droppedOldest: counters.droppedOldest,
     droppedOffline: counters.droppedOffline,
     expired: counters.expired,
+    droppedIncoming: router.dropped,
     sent: counters.sent,
     received: counters.received,
     connections: counters.connections
@@ -279,7 +298,13 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           break
         case "Deliver":
           counters.received++
-          router.deliver(output.packet)
+          if (output.ack === undefined) {
+            router.deliver(output.packet, undefined)
+          } else {
+            const ticket: AckTicket = { remaining: 1, ack: output.ack, connection: counters.connections }
+            router.deliver(output.packet, ticket)
+            settle(ticket)
+          }
           break
         case "Subscribed":
           Deferred.doneUnsafe(output.request.done, Effect.succeed(output.granted))

@@ -76,7 +76,12 @@ export type Output =
   | { readonly _tag: "Send"; readonly packet: Packet }
   | { readonly _tag: "Acknowledged"; readonly request: PublishRequest }
   | { readonly _tag: "Rejected"; readonly request: PublishRequest; readonly code: number; readonly reason: string | undefined }
-  | { readonly _tag: "Deliver"; readonly packet: PublishPacket }
+  /**
+   * A message for the application. `ack` (PUBACK for QoS 1, PUBREC for QoS 2)
+   * must be sent once the message is in the subscribers' buffers, not before:
+   * that is how a slow consumer slows the broker down.
+   */
+  | { readonly _tag: "Deliver"; readonly packet: PublishPacket; readonly ack: Packet | undefined }
   | { readonly _tag: "Subscribed"; readonly request: SubscribeRequest; readonly granted: ReadonlyArray<number> }
   | { readonly _tag: "Unsubscribed"; readonly request: UnsubscribeRequest }
   | { readonly _tag: "Pong" }
@@ -264,17 +269,16 @@ export class Protocol {
       }
       case "publish": {
         if (packet.qos === 0) {
-          out.push({ _tag: "Deliver", packet })
+          out.push({ _tag: "Deliver", packet, ack: undefined })
         } else if (packet.messageId === undefined || packet.messageId === 0) {
           out.push({ _tag: "ProtocolViolation", reason: `QoS ${packet.qos} PUBLISH without a packet id` })
         } else if (packet.qos === 1) {
-          out.push({ _tag: "Deliver", packet })
-          out.push({ _tag: "Send", packet: { cmd: "puback", messageId: packet.messageId } })
+          out.push({ _tag: "Deliver", packet, ack: { cmd: "puback", messageId: packet.messageId } })
+        } else if (!this.incomingQos2.has(packet.messageId)) {
+          this.incomingQos2.add(packet.messageId)
+          out.push({ _tag: "Deliver", packet, ack: { cmd: "pubrec", messageId: packet.messageId } })
         } else {
-          if (!this.incomingQos2.has(packet.messageId)) {
-            this.incomingQos2.add(packet.messageId)
-            out.push({ _tag: "Deliver", packet })
-          }
+          // Delivered already (a resend before PUBREL): acknowledge again, deliver nothing.
           out.push({ _tag: "Send", packet: { cmd: "pubrec", messageId: packet.messageId } })
         }
         return

@@ -1,23 +1,73 @@
 /**
  * Routes incoming PUBLISH packets to the subscription streams whose filters
- * match. Overlapping subscriptions each get every matching message.
+ * match (overlapping subscriptions each get every matching message), through
+ * each subscription's bounded buffer.
+ *
+ * Back-pressure: a QoS 1/2 message is acknowledged (PUBACK/PUBREC) only once
+ * it is in the buffer of every subscription it matched. With strategy
+ * "suspend" a message that finds a buffer full waits in that subscription's
+ * `pending` list and its acknowledgement waits with it, so a slow consumer
+ * slows the broker down through the broker's inflight window instead of
+ * growing our memory, while the socket keeps being read (acknowledgements of
+ * our own publishes are never held up). QoS 0 has no acknowledgement to hold
+ * back: beyond the buffer it is dropped per strategy and counted.
  */
-import { Cause, Queue } from "effect"
+import { Cause, Effect, Latch, Queue } from "effect"
 import type { MqttError } from "../MqttError.ts"
 import type { MqttMessage, QoS } from "../MqttMessage.ts"
+import type { Strategy } from "../MqttOptions.ts"
 import { matches } from "../Topic.ts"
-import type { PublishPacket } from "./codec.ts"
+import type { Packet, PublishPacket } from "./codec.ts"
+
+/** The acknowledgement of one incoming QoS 1/2 message, sent when `remaining` reaches 0. */
+export interface AckTicket {
+  /** Subscription buffers the message still has to enter (plus one while it is being routed). */
+  remaining: number
+  readonly ack: Packet
+  /** The connection it arrived on: an acknowledgement is never sent on a later connection. */
+  readonly connection: number
+}
+
+interface Pending {
+  readonly message: MqttMessage
+  readonly ticket: AckTicket | undefined
+}
 
 export interface Subscription {
   readonly filters: ReadonlyArray<string>
   readonly qos: QoS
+  readonly strategy: Strategy
+  readonly bufferSize: number
+  /** The buffer the stream reads. Bounded; "dropping"/"sliding" are applied by `offer` so drops are counted. */
   readonly messages: Queue.Queue<MqttMessage, MqttError | Cause.Done>
+  /** Messages waiting for room in `messages` (strategy "suspend"), oldest first. */
+  readonly pending: Array<Pending>
+  /** QoS 0 messages in `pending`: at most `bufferSize`, beyond that they are dropped. */
+  pendingQos0: number
+  readonly wakePump: Latch.Latch
   /** SUBACK accepted it: it is re-subscribed after a reconnect without a session. */
   confirmed: boolean
 }
 
+export const makeSubscription = (options: {
+  readonly filters: ReadonlyArray<string>
+  readonly qos: QoS
+  readonly strategy: Strategy
+  readonly bufferSize: number
+}): Effect.Effect<Subscription> =>
+  Effect.map(Queue.bounded<MqttMessage, MqttError | Cause.Done>(options.bufferSize), (messages) => ({
+    ...options,
+    messages,
+    pending: [],
+    pendingQos0: 0,
+    wakePump: Latch.makeUnsafe(false),
+    confirmed: false
+  }))
+
 export class Router {
   private readonly subscriptions = new Set<Subscription>()
+  /** Incoming messages dropped by a subscription's strategy. */
+  dropped = 0
 
   add(subscription: Subscription): void {
     this.subscriptions.add(subscription)
@@ -39,16 +89,44 @@ export class Router {
     return Array.from(this.subscriptions).filter((subscription) => subscription.confirmed)
   }
 
-  deliver(packet: PublishPacket): void {
+  /** Offers the message to every matching subscription; `ticket.remaining` counts those that must wait. */
+  deliver(packet: PublishPacket, ticket: AckTicket | undefined): void {
     let message: MqttMessage | undefined
     for (const subscription of this.subscriptions) {
       for (let i = 0; i < subscription.filters.length; i++) {
         if (matches(subscription.filters[i], packet.topic)) {
           message ??= toMessage(packet)
-          Queue.offerUnsafe(subscription.messages, message)
+          this.offer(subscription, message, ticket)
           break
         }
       }
+    }
+  }
+
+  private offer(subscription: Subscription, message: MqttMessage, ticket: AckTicket | undefined): void {
+    // Behind waiting messages a new one waits too, so the order is kept.
+    if (subscription.pending.length === 0 && Queue.offerUnsafe(subscription.messages, message)) return
+    switch (subscription.strategy) {
+      case "dropping":
+        this.dropped++
+        return
+      case "sliding":
+        Queue.takeUnsafe(subscription.messages)
+        Queue.offerUnsafe(subscription.messages, message)
+        this.dropped++
+        return
+      case "suspend":
+        if (ticket === undefined) {
+          if (subscription.pendingQos0 >= subscription.bufferSize) {
+            this.dropped++
+            return
+          }
+          subscription.pendingQos0++
+        } else {
+          ticket.remaining++
+        }
+        subscription.pending.push({ message, ticket })
+        subscription.wakePump.openUnsafe()
     }
   }
 
@@ -61,6 +139,27 @@ export class Router {
     this.subscriptions.clear()
   }
 }
+
+/**
+ * Moves a subscription's waiting messages into its buffer as the consumer
+ * makes room, settling each one's acknowledgement ticket. Runs for the
+ * lifetime of the subscription.
+ */
+export const pump = (subscription: Subscription, settle: (ticket: AckTicket) => void): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    while (true) {
+      yield* subscription.wakePump.await
+      subscription.wakePump.closeUnsafe()
+      while (subscription.pending.length > 0) {
+        const { message, ticket } = subscription.pending[0]
+        const offered = yield* Queue.offer(subscription.messages, message)
+        if (!offered) return // the stream has ended
+        subscription.pending.shift()
+        if (ticket === undefined) subscription.pendingQos0--
+        else settle(ticket)
+      }
+    }
+  })
 
 const toMessage = (packet: PublishPacket): MqttMessage => ({
   topic: packet.topic,
