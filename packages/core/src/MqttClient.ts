@@ -29,8 +29,8 @@ import type * as Stream from "effect/Stream"
 import type * as Socket from "effect/socket/Socket"
 import * as internal from "./internal/client.ts"
 import type { ClientClosed, InvalidOptions, InvalidTopic, MqttError, QueueFull } from "./MqttError.ts"
-import type { MqttEvent } from "./MqttEvent.ts"
-import type { MqttMessage, PublishMessage, QoS } from "./MqttMessage.ts"
+import type { MqttEvent, ServerProperties } from "./MqttEvent.ts"
+import type { MqttMessage, PublishMessage, PublishProperties, QoS } from "./MqttMessage.ts"
 import type { MqttClientOptions, Strategy } from "./MqttOptions.ts"
 
 /**
@@ -58,6 +58,12 @@ export interface PublishReceipt {
 export interface SubscribeOptions {
   /** Maximum QoS requested for the subscription. Default 0. */
   readonly qos?: QoS | undefined
+  /** MQTT 5: do not receive our own publishes on this subscription. */
+  readonly noLocal?: boolean | undefined
+  /** MQTT 5: keep the retain flag as published (instead of clearing it on live messages). */
+  readonly retainAsPublished?: boolean | undefined
+  /** MQTT 5: 0 send retained messages on subscribe (default), 1 only for a new subscription, 2 never. */
+  readonly retainHandling?: 0 | 1 | 2 | undefined
   /** Messages buffered for this stream before its strategy applies. Default 1024. */
   readonly bufferSize?: number | undefined
   /**
@@ -93,8 +99,12 @@ export interface MqttStats {
   readonly droppedOffline: number
   /** Queued messages dropped by `messageExpiry`. */
   readonly expired: number
-  /** Incoming messages dropped by a subscription buffer's strategy. */
+  /** Incoming messages dropped by a subscription buffer's strategy (or refused as invalid UTF-8). */
   readonly droppedIncoming: number
+  /** The client identifier in use (assigned by the broker when ours was empty). */
+  readonly clientId: string
+  /** The broker's CONNACK properties on the current or last connection (MQTT 5). */
+  readonly server: ServerProperties
   /** PUBLISH packets written to the socket (resends included). */
   readonly sent: number
   /** PUBLISH packets received from the broker. */
@@ -117,6 +127,38 @@ export interface DisconnectOptions {
   readonly drain?: boolean | undefined
   /** Bound on the drain. Default 30 seconds; what is still pending then fails with `ClientClosed`. */
   readonly timeout?: Duration.Input | undefined
+  /** MQTT 5 DISCONNECT reason code, e.g. 0x04 to have the broker publish the will anyway. Default 0. */
+  readonly reasonCode?: number | undefined
+  /** MQTT 5: change the session expiry interval at disconnection (seconds). */
+  readonly sessionExpiryInterval?: number | undefined
+}
+
+/**
+ * A request for `request`: published with a Response Topic and Correlation
+ * Data; the response is the first message on the response topic with the
+ * same Correlation Data.
+ *
+ * @since 0.1.0
+ */
+export interface RequestMessage {
+  readonly topic: string
+  readonly payload: string | Uint8Array
+  /** Default 1. */
+  readonly qos?: QoS | undefined
+  /** Default 10 seconds. */
+  readonly timeout?: Duration.Input | undefined
+  readonly properties?: Omit<PublishProperties, "responseTopic" | "correlationData"> | undefined
+}
+
+/**
+ * How a transport package lets the core follow a broker's Server Reference
+ * (MQTT 5 "use another server" / "server moved").
+ *
+ * @since 0.1.0
+ */
+export interface TransportOptions {
+  /** A socket to the broker a Server Reference names, or undefined to ignore it. */
+  readonly redirect?: ((serverReference: string) => Socket.Socket | undefined) | undefined
 }
 
 /**
@@ -180,6 +222,27 @@ export interface Service {
    * accepted has been acknowledged.
    */
   readonly disconnect: (options?: DisconnectOptions) => Effect.Effect<void>
+  /**
+   * MQTT 5 request/response: publishes `message` with a Response Topic (one per
+   * client, subscribed on first use) and random Correlation Data, and
+   * succeeds with the response, or fails with `RequestTimeout`.
+   */
+  readonly request: (message: RequestMessage) => Effect.Effect<MqttMessage, MqttError>
+  /**
+   * The responder side of `request`: publishes `response` to the request's
+   * Response Topic with its Correlation Data. Fails with `InvalidOptions`
+   * when the request has no Response Topic.
+   */
+  readonly reply: (
+    request: MqttMessage,
+    response: Omit<PublishMessage, "topic">
+  ) => Effect.Effect<PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed>
+  /**
+   * MQTT 5 enhanced re-authentication: sends AUTH (0x19) with the
+   * `authenticate` method and data, answers the broker's challenges, and
+   * succeeds when the broker confirms.
+   */
+  readonly reauthenticate: Effect.Effect<void, MqttError>
 }
 
 /**
@@ -216,7 +279,8 @@ export const make: (
  */
 export const makeWithSockets: (
   options: MqttClientOptions,
-  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>]
+  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>],
+  transport?: TransportOptions
 ) => Effect.Effect<Service, InvalidOptions, Scope.Scope> = internal.makeWithSockets
 
 /**

@@ -19,6 +19,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import * as ReasonCode from "./ReasonCode.ts"
 
 /**
  * `tryPublish` found the request queue full (strategy `"suspend"` or `"dropping"`).
@@ -157,6 +158,95 @@ export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("Connec
 }
 
 /**
+ * Why a TLS handshake failed (see {@link TlsError}).
+ *
+ * - `"UnknownCA"`: the broker's certificate is not signed by a CA the client
+ *   trusts (wrong or missing `ca`, self-signed certificate).
+ * - `"HostnameMismatch"`: the certificate is not for the host (or `servername`)
+ *   the client connected to.
+ * - `"CertificateExpired"` / `"CertificateNotYetValid"`: outside its validity dates.
+ * - `"CertificateRevoked"`: the certificate was revoked.
+ * - `"InvalidCertificate"`: the certificate is malformed, has a bad signature or
+ *   may not be used for a TLS server.
+ * - `"ClientCertificateRejected"`: the broker refused the client's certificate,
+ *   or required one and got none (mutual TLS).
+ * - `"ProtocolMismatch"`: the other end does not speak TLS (a plain MQTT port?)
+ *   or no TLS version is acceptable to both.
+ * - `"HandshakeFailed"`: any other handshake failure.
+ *
+ * @example
+ * ```ts
+ * import type { MqttError } from "@effect-mqtt/core"
+ *
+ * const hint = (kind: MqttError.TlsFailure): string =>
+ *   kind === "UnknownCA" ? "pass the broker's CA as `ca`" : kind
+ * ```
+ *
+ * @since 0.1.0
+ */
+export type TlsFailure =
+  | "UnknownCA"
+  | "HostnameMismatch"
+  | "CertificateExpired"
+  | "CertificateNotYetValid"
+  | "CertificateRevoked"
+  | "InvalidCertificate"
+  | "ClientCertificateRejected"
+  | "ProtocolMismatch"
+  | "HandshakeFailed"
+
+/**
+ * The TLS handshake with the broker failed: its certificate did not verify
+ * (unknown CA, host name mismatch, expired…), the broker refused the client
+ * certificate, or the two ends could not agree. `kind` says which, `reason`
+ * says it in words, `code` is the OpenSSL/Node code (e.g.
+ * `"UNABLE_TO_VERIFY_LEAF_SIGNATURE"`).
+ *
+ * The event loop retries on its schedule like for any connection error, and
+ * every failed attempt is reported on `events` as `Disconnected` with this
+ * error as the cause, so a misconfiguration never hides behind retries.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { MqttClient } from "@effect-mqtt/core"
+ *
+ * const watchTls = Effect.gen(function*() {
+ *   const client = yield* MqttClient.MqttClient
+ *   yield* client.events.pipe(
+ *     Stream.runForEach((event) =>
+ *       event._tag === "Disconnected" && event.cause._tag === "TlsError"
+ *         ? Effect.logError(`${event.cause.kind}: ${event.cause.message}`)
+ *         : Effect.void
+ *     )
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class TlsError extends Schema.TaggedError<TlsError>()("TlsError", {
+  kind: Schema.Literals([
+    "UnknownCA",
+    "HostnameMismatch",
+    "CertificateExpired",
+    "CertificateNotYetValid",
+    "CertificateRevoked",
+    "InvalidCertificate",
+    "ClientCertificateRejected",
+    "ProtocolMismatch",
+    "HandshakeFailed"
+  ]),
+  reason: Schema.String,
+  code: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message() {
+    return `TLS failed: ${this.reason}${this.code === undefined ? "" : ` (${this.code})`}`
+  }
+}
+
+/**
  * The broker sent something that breaks the protocol (a malformed or unexpected
  * packet). The connection is closed and the client reconnects.
  *
@@ -178,12 +268,17 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
 export class PublishRejected extends Schema.TaggedError<PublishRejected>()("PublishRejected", {
   topic: Schema.String,
   code: Schema.Number,
+  /** The reason string the broker sent, if any. */
   reason: Schema.optional(Schema.String)
 }) {
+  /** The specification's name of `code`, e.g. `"NotAuthorized"`. */
+  get reasonName(): ReasonCode.ReasonName {
+    return ReasonCode.name(this.code)
+  }
   override get message() {
-    return `The broker rejected the publish to "${this.topic}" with reason code 0x${this.code.toString(16)}${
-      this.reason ? `: ${this.reason}` : ""
-    }`
+    return `The broker rejected the publish to "${this.topic}": ${ReasonCode.describe(this.code)} (0x${
+      this.code.toString(16)
+    })${this.reason ? `: ${this.reason}` : ""}`
   }
 }
 
@@ -194,10 +289,85 @@ export class PublishRejected extends Schema.TaggedError<PublishRejected>()("Publ
  */
 export class SubscribeRejected extends Schema.TaggedError<SubscribeRejected>()("SubscribeRejected", {
   filter: Schema.String,
-  code: Schema.Number
+  code: Schema.Number,
+  /** The reason string the broker sent, if any (MQTT 5). */
+  reason: Schema.optional(Schema.String)
+}) {
+  /** The specification's name of `code` (MQTT 5; 3.1.1 only has 0x80, `"UnspecifiedError"`). */
+  get reasonName(): ReasonCode.ReasonName {
+    return ReasonCode.name(this.code)
+  }
+  override get message() {
+    return `The broker rejected the subscription to "${this.filter}": ${ReasonCode.describe(this.code)} (0x${
+      this.code.toString(16)
+    })${this.reason ? `: ${this.reason}` : ""}`
+  }
+}
+
+/**
+ * The broker closed the connection with a DISCONNECT packet (MQTT 5), with a
+ * reason code, maybe a reason string and a server reference (another broker
+ * to use). The client reconnects unless the code says it should not.
+ *
+ * @since 0.1.0
+ */
+export class ServerDisconnect extends Schema.TaggedError<ServerDisconnect>()("ServerDisconnect", {
+  code: Schema.Number,
+  reason: Schema.optional(Schema.String),
+  serverReference: Schema.optional(Schema.String)
+}) {
+  /** The specification's name of `code`, e.g. `"SessionTakenOver"`. */
+  get reasonName(): ReasonCode.ReasonName {
+    return ReasonCode.name(this.code)
+  }
+  override get message() {
+    return `The broker disconnected: ${ReasonCode.describe(this.code)} (0x${this.code.toString(16)})${
+      this.reason ? `: ${this.reason}` : ""
+    }${this.serverReference ? ` (use ${this.serverReference})` : ""}`
+  }
+}
+
+/**
+ * A publish is larger than the broker accepts (its Maximum Packet Size,
+ * MQTT 5); it was not sent.
+ *
+ * @since 0.1.0
+ */
+export class PacketTooLarge extends Schema.TaggedError<PacketTooLarge>()("PacketTooLarge", {
+  topic: Schema.String,
+  size: Schema.Number,
+  maximum: Schema.Number
 }) {
   override get message() {
-    return `The broker rejected the subscription to "${this.filter}" with code 0x${this.code.toString(16)}`
+    return `The message to "${this.topic}" is ${this.size} bytes; the broker accepts at most ${this.maximum}`
+  }
+}
+
+/**
+ * `request` got no response within its timeout.
+ *
+ * @since 0.1.0
+ */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {
+  topic: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message() {
+    return `No response to the request on "${this.topic}" within ${this.timeoutMillis} ms`
+  }
+}
+
+/**
+ * Enhanced authentication (MQTT 5 AUTH) failed: the `authenticate` handler
+ * failed, or the broker used another method.
+ *
+ * @since 0.1.0
+ */
+export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFailed>()("AuthenticationFailed", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `Authentication failed: ${this.reason}`
   }
 }
 
@@ -230,9 +400,14 @@ export type MqttError =
   | ConnectionRefused
   | ConnectTimeout
   | ConnectionLost
+  | TlsError
   | ProtocolError
   | PublishRejected
   | SubscribeRejected
+  | ServerDisconnect
+  | PacketTooLarge
+  | RequestTimeout
+  | AuthenticationFailed
   | ClientClosed
 
 /**
@@ -241,4 +416,11 @@ export type MqttError =
  *
  * @since 0.1.0
  */
-export type ConnectionError = ConnectionRefused | ConnectTimeout | ConnectionLost | ProtocolError
+export type ConnectionError =
+  | ConnectionRefused
+  | ConnectTimeout
+  | ConnectionLost
+  | TlsError
+  | ProtocolError
+  | ServerDisconnect
+  | AuthenticationFailed

@@ -17,7 +17,38 @@
  * @since 0.1.0
  */
 import type { ClientClosed, ConnectionError } from "./MqttError.ts"
+import type { UserProperties } from "./MqttMessage.ts"
 import type { Strategy } from "./MqttOptions.ts"
+
+/**
+ * What the broker said about itself in its CONNACK (MQTT 5 properties; empty
+ * with MQTT 3.1.1).
+ *
+ * @since 0.1.0
+ */
+export interface ServerProperties {
+  readonly sessionExpiryInterval?: number | undefined
+  /** Most QoS 1/2 messages we may have unacknowledged towards it (our inflight window is capped by it). */
+  readonly receiveMaximum?: number | undefined
+  readonly maximumQoS?: number | undefined
+  readonly retainAvailable?: boolean | undefined
+  /** Largest packet it accepts (larger publishes fail with `PacketTooLarge`). */
+  readonly maximumPacketSize?: number | undefined
+  /** The client identifier it assigned, when ours was empty. */
+  readonly assignedClientIdentifier?: string | undefined
+  readonly topicAliasMaximum?: number | undefined
+  readonly reasonString?: string | undefined
+  readonly userProperties?: UserProperties | undefined
+  readonly wildcardSubscriptionAvailable?: boolean | undefined
+  readonly subscriptionIdentifiersAvailable?: boolean | undefined
+  readonly sharedSubscriptionAvailable?: boolean | undefined
+  /** The keep-alive it imposes, in seconds (it replaces ours). */
+  readonly serverKeepAlive?: number | undefined
+  readonly responseInformation?: string | undefined
+  readonly serverReference?: string | undefined
+  readonly authenticationMethod?: string | undefined
+  readonly authenticationData?: Uint8Array | undefined
+}
 
 /**
  * The broker accepted a connection (CONNACK).
@@ -29,6 +60,10 @@ export interface Connected {
   readonly sessionPresent: boolean
   /** How many connections this client has had, this one included. */
   readonly connection: number
+  /** The client identifier in use (assigned by the broker when ours was empty). */
+  readonly clientId: string
+  /** The broker's CONNACK properties (MQTT 5). */
+  readonly properties: ServerProperties
 }
 
 /**

@@ -22,6 +22,7 @@
  */
 import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
 import { type ConnectionRefused, InvalidOptions } from "./MqttError.ts"
+import type { UserProperties } from "./MqttMessage.ts"
 import { topicNameProblem } from "./Topic.ts"
 
 /**
@@ -43,6 +44,55 @@ export type Strategy = "suspend" | "dropping" | "sliding"
 export type ProtocolVersion = 4 | 5
 
 /**
+ * MQTT 5 will properties.
+ *
+ * @since 0.1.0
+ */
+export interface WillProperties {
+  /** Seconds the broker waits after the connection is lost before publishing the will. */
+  readonly willDelayInterval?: number | undefined
+  readonly payloadFormatIndicator?: boolean | undefined
+  readonly messageExpiryInterval?: number | undefined
+  readonly contentType?: string | undefined
+  readonly responseTopic?: string | undefined
+  readonly correlationData?: Uint8Array | undefined
+  readonly userProperties?: UserProperties | undefined
+}
+
+/**
+ * MQTT 5 CONNECT properties the application may set. Authentication
+ * properties come from the `authenticate` option.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectProperties {
+  /** Receive Maximum: most QoS 1/2 messages the broker may have unacknowledged towards us (enforced). */
+  readonly receiveMaximum?: number | undefined
+  /** Largest packet we accept, in bytes (enforced: a larger one ends the connection with 0x95). */
+  readonly maximumPacketSize?: number | undefined
+  /** Most topic aliases the broker may use towards us. */
+  readonly topicAliasMaximum?: number | undefined
+  /** Ask the broker for Response Information (used by `request`). */
+  readonly requestResponseInformation?: boolean | undefined
+  /** Whether the broker may send reason strings and user properties on failures (default true). */
+  readonly requestProblemInformation?: boolean | undefined
+  readonly userProperties?: UserProperties | undefined
+}
+
+/**
+ * MQTT 5 enhanced authentication (AUTH packets): a method, optional initial
+ * data, and an effect that answers each challenge the broker sends.
+ *
+ * @since 0.1.0
+ */
+export interface Authenticate {
+  readonly method: string
+  readonly data?: Uint8Array | undefined
+  /** Answers a broker challenge (AUTH, reason 0x18) with the data to send back. */
+  readonly respond: (challenge: Uint8Array | undefined) => Effect.Effect<Uint8Array | undefined, unknown>
+}
+
+/**
  * The last will, published by the broker when the client disappears without DISCONNECT.
  *
  * @since 0.1.0
@@ -52,8 +102,8 @@ export interface Will {
   readonly payload: string | Uint8Array
   readonly qos?: 0 | 1 | 2 | undefined
   readonly retain?: boolean | undefined
-  /** v5 will properties (e.g. `willDelayInterval`, `userProperties`), passed to the codec as given. */
-  readonly properties?: Record<string, unknown> | undefined
+  /** MQTT 5 will properties. */
+  readonly properties?: WillProperties | undefined
 }
 
 /**
@@ -97,8 +147,16 @@ export interface MqttClientOptions {
    * 100 ms, doubling, capped at 30 s, jittered, unlimited.
    */
   readonly reconnect?: Schedule.Schedule<unknown, unknown> | false | undefined
-  /** MQTT 5 CONNECT properties (e.g. `receiveMaximum`, `userProperties`), passed to the codec. */
-  readonly properties?: Record<string, unknown> | undefined
+  /** MQTT 5 CONNECT properties. */
+  readonly properties?: ConnectProperties | undefined
+  /** MQTT 5 enhanced authentication. */
+  readonly authenticate?: Authenticate | undefined
+  /**
+   * MQTT 5: give each topic a short alias automatically (least recently used
+   * first, within the broker's Topic Alias Maximum), so repeated topics cost
+   * two bytes. Reset on every connection. Default false.
+   */
+  readonly topicAliases?: boolean | undefined
   /**
    * Whether to keep retrying after the broker refused the connection. Default:
    * only for "server unavailable" / "server busy" / quota and rate refusals;
@@ -145,7 +203,9 @@ export interface ResolvedOptions {
   readonly strategy: Strategy
   readonly maxInflight: number
   readonly reconnect: Schedule.Schedule<unknown, unknown> | false
-  readonly properties: Record<string, unknown> | undefined
+  readonly properties: ConnectProperties | undefined
+  readonly authenticate: Authenticate | undefined
+  readonly topicAliases: boolean
   readonly retryRefused: (error: ConnectionRefused) => boolean
   readonly onSessionLost: "republish" | "fail"
   readonly queueQoS0WhileOffline: boolean
@@ -165,6 +225,26 @@ const Qos = Schema.Literals([0, 1, 2])
 const UInt16 = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65_535 }))
 const UInt32 = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 4_294_967_295 }))
 const Payload = Schema.Union([Schema.String, Schema.Uint8Array])
+const UserPropertiesSchema = Schema.Record(Schema.String, Schema.Union([Schema.String, Schema.Array(Schema.String)]))
+
+const WillPropertiesSchema = Schema.Struct({
+  willDelayInterval: Schema.optional(UInt32),
+  payloadFormatIndicator: Schema.optional(Schema.Boolean),
+  messageExpiryInterval: Schema.optional(UInt32),
+  contentType: Schema.optional(Schema.String),
+  responseTopic: Schema.optional(Schema.String),
+  correlationData: Schema.optional(Schema.Uint8Array),
+  userProperties: Schema.optional(UserPropertiesSchema)
+})
+
+const ConnectPropertiesSchema = Schema.Struct({
+  receiveMaximum: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))),
+  maximumPacketSize: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 268_435_460 }))),
+  topicAliasMaximum: Schema.optional(UInt16),
+  requestResponseInformation: Schema.optional(Schema.Boolean),
+  requestProblemInformation: Schema.optional(Schema.Boolean),
+  userProperties: Schema.optional(UserPropertiesSchema)
+})
 
 /** The plain-data part of the options, checked by `Schema`. */
 const PlainOptions = Schema.Struct({
@@ -180,12 +260,13 @@ const PlainOptions = Schema.Struct({
     payload: Payload,
     qos: Schema.optional(Qos),
     retain: Schema.optional(Schema.Boolean),
-    properties: Schema.optional(Schema.Record(Schema.String, Schema.Unknown))
+    properties: Schema.optional(WillPropertiesSchema)
   })),
   capacity: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 16_777_216 }))),
   strategy: Schema.optional(Schema.Literals(["suspend", "dropping", "sliding"])),
   maxInflight: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))),
-  properties: Schema.optional(Schema.Record(Schema.String, Schema.Unknown)),
+  properties: Schema.optional(ConnectPropertiesSchema),
+  topicAliases: Schema.optional(Schema.Boolean),
   onSessionLost: Schema.optional(Schema.Literals(["republish", "fail"])),
   queueQoS0WhileOffline: Schema.optional(Schema.Boolean)
 })
@@ -222,7 +303,7 @@ const fail = (reason: string) => Effect.fail(new InvalidOptions({ reason }))
  */
 export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptions, InvalidOptions> =>
   Effect.gen(function*() {
-    const { password, reconnect, connectTimeout, retryRefused, messageExpiry, ...plain } = options
+    const { password, reconnect, connectTimeout, retryRefused, messageExpiry, authenticate, ...plain } = options
     const checked = yield* decodePlain(plain).pipe(
       Effect.mapError((error) => new InvalidOptions({ reason: error.message }))
     )
@@ -264,6 +345,19 @@ export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptio
       }
       expiry = decoded.value
     }
+    if (authenticate !== undefined) {
+      if (checked.protocolVersion !== 5) return yield* fail("authenticate (enhanced authentication) needs protocolVersion 5")
+      if (typeof authenticate.method !== "string" || authenticate.method.length === 0) {
+        return yield* fail("authenticate.method must be a non-empty string")
+      }
+      if (typeof authenticate.respond !== "function") return yield* fail("authenticate.respond must be a function")
+    }
+    if (checked.topicAliases === true && checked.protocolVersion !== 5) {
+      return yield* fail("topicAliases needs protocolVersion 5")
+    }
+    if (checked.will?.properties !== undefined && checked.protocolVersion !== 5) {
+      return yield* fail("will.properties need protocolVersion 5")
+    }
     if (retryRefused !== undefined && typeof retryRefused !== "function") {
       return yield* fail("retryRefused must be a function")
     }
@@ -289,6 +383,8 @@ export const resolve = (options: MqttClientOptions): Effect.Effect<ResolvedOptio
       maxInflight: checked.maxInflight ?? 20,
       reconnect: reconnect ?? defaultReconnect,
       properties: checked.properties,
+      authenticate,
+      topicAliases: checked.topicAliases ?? false,
       retryRefused: retryRefused ?? retryTransientRefusals,
       onSessionLost: checked.onSessionLost ?? "republish",
       queueQoS0WhileOffline: checked.queueQoS0WhileOffline ?? true,

@@ -10,6 +10,7 @@ import {
   setDup,
   setPacketId,
   type SubscribeRequest,
+  type SubscribeResult,
   type UnsubscribeRequest
 } from "../src/internal/protocol.ts"
 import type { MqttError } from "../src/MqttError.ts"
@@ -57,6 +58,7 @@ const publishRequest = (topic: string, qos: 0 | 1 | 2, version: ProtocolVersion 
   topic,
   qos,
   bytes: encodePublish(topic, qos, { version }),
+  packet: { cmd: "publish", topic, payload: Buffer.from("payload"), qos, dup: false, retain: false },
   receipt: Deferred.makeUnsafe<void, MqttError>(),
   enqueuedAt: 0,
   messageId: 0
@@ -65,7 +67,7 @@ const publishRequest = (topic: string, qos: 0 | 1 | 2, version: ProtocolVersion 
 const subscribeRequest = (topic = "a/#"): SubscribeRequest => ({
   _tag: "Subscribe",
   packet: { cmd: "subscribe", messageId: 0, subscriptions: [{ topic, qos: 1 }] },
-  done: Deferred.makeUnsafe<ReadonlyArray<number>, MqttError>()
+  done: Deferred.makeUnsafe<SubscribeResult, MqttError>()
 })
 
 const unsubscribeRequest = (topic = "a/#"): UnsubscribeRequest => ({
@@ -95,8 +97,9 @@ const send = (protocol: Protocol, topic: string, qos: 0 | 1 | 2): PublishRequest
 
 /** A QoS 1 request with a copy of a pre-encoded PUBLISH (cheap: for the loops over the whole id space). */
 const template = encodePublish("t", 1)
+const templatePacket: PublishPacket = { cmd: "publish", topic: "t", payload: Buffer.from("payload"), qos: 1, dup: false, retain: false }
 const quickSend = (protocol: Protocol): PublishRequest => {
-  const request: PublishRequest = { topic: "t", qos: 1, bytes: template.slice(), receipt: Deferred.makeUnsafe(), messageId: 0, enqueuedAt: 0 }
+  const request: PublishRequest = { topic: "t", qos: 1, bytes: template.slice(), packet: templatePacket, receipt: Deferred.makeUnsafe(), messageId: 0, enqueuedAt: 0 }
   protocol.sendPublish(request)
   return request
 }
@@ -718,12 +721,12 @@ describe("setDup", () => {
 
 describe("readConnack", () => {
   it("v3.1.1 return code 0 is accepted, with session-present", () => {
-    expect(readConnack({ returnCode: 0, sessionPresent: true }, 4)).toEqual({
+    expect(readConnack({ cmd: "connack", returnCode: 0, sessionPresent: true }, 4)).toEqual({
       _tag: "Accepted",
       sessionPresent: true,
-      receiveMaximum: undefined
+      properties: {}
     })
-    expect(readConnack({ returnCode: 0, sessionPresent: false }, 4)).toMatchObject({ _tag: "Accepted", sessionPresent: false })
+    expect(readConnack({ cmd: "connack", returnCode: 0, sessionPresent: false }, 4)).toMatchObject({ _tag: "Accepted", sessionPresent: false })
   })
 
   it.each([
@@ -732,21 +735,26 @@ describe("readConnack", () => {
     [3, "server unavailable"],
     [4, "bad user name or password"],
     [5, "not authorized"],
-    [6, "unknown reason"]
+    [6, "unknown return code 6"]
   ])("v3.1.1 return code %i is refused: %s", (code, reason) => {
-    expect(readConnack({ returnCode: code, sessionPresent: false }, 4)).toEqual({ _tag: "Refused", code, reason })
+    expect(readConnack({ cmd: "connack", returnCode: code, sessionPresent: false }, 4)).toEqual({
+      _tag: "Refused",
+      code,
+      reason,
+      serverReference: undefined
+    })
   })
 
-  it("v5 reason code 0 is accepted, with the broker's receiveMaximum", () => {
-    expect(readConnack({ reasonCode: 0, sessionPresent: true, properties: { receiveMaximum: 7 } }, 5)).toEqual({
+  it("v5 reason code 0 is accepted, with the broker's properties", () => {
+    expect(readConnack({ cmd: "connack", reasonCode: 0, sessionPresent: true, properties: { receiveMaximum: 7 } }, 5)).toEqual({
       _tag: "Accepted",
       sessionPresent: true,
-      receiveMaximum: 7
+      properties: { receiveMaximum: 7 }
     })
-    expect(readConnack({ reasonCode: 0, sessionPresent: false }, 5)).toEqual({
+    expect(readConnack({ cmd: "connack", reasonCode: 0, sessionPresent: false }, 5)).toEqual({
       _tag: "Accepted",
       sessionPresent: false,
-      receiveMaximum: undefined
+      properties: {}
     })
   })
 
@@ -765,18 +773,24 @@ describe("readConnack", () => {
     [0x9c, "use another server"],
     [0x9d, "server moved"],
     [0x9f, "connection rate exceeded"],
-    [0xa0, "unknown reason"]
+    [0xa0, "maximum connect time"],
+    [0xb0, "unknown reason code 0xb0"]
   ].map(([code, reason]) => [(code as number).toString(16), code as number, reason as string] as const))(
     "v5 reason code 0x%s is refused",
     (_, code, reason) => {
-      expect(readConnack({ reasonCode: code, sessionPresent: false }, 5)).toEqual({ _tag: "Refused", code, reason })
+      expect(readConnack({ cmd: "connack", reasonCode: code, sessionPresent: false }, 5)).toEqual({
+        _tag: "Refused",
+        code,
+        reason,
+        serverReference: undefined
+      })
     }
   )
 
   it("v3 codes are not read with v5 names, nor the reverse", () => {
-    expect(readConnack({ returnCode: 5, sessionPresent: false }, 4)).toMatchObject({ reason: "not authorized" })
-    expect(readConnack({ reasonCode: 5, sessionPresent: false }, 5)).toMatchObject({ _tag: "Refused", reason: "unknown reason" })
-    expect(readConnack({ returnCode: 0x87, sessionPresent: false }, 4)).toMatchObject({ _tag: "Refused", reason: "unknown reason" })
+    expect(readConnack({ cmd: "connack", returnCode: 5, sessionPresent: false }, 4)).toMatchObject({ reason: "not authorized" })
+    expect(readConnack({ cmd: "connack", reasonCode: 5, sessionPresent: false }, 5)).toMatchObject({ _tag: "Refused", reason: "unknown reason code 0x5" })
+    expect(readConnack({ cmd: "connack", returnCode: 0x87, sessionPresent: false }, 4)).toMatchObject({ _tag: "Refused", reason: "unknown return code 135" })
   })
 
   it.each([4, 5] as const)("reads CONNACKs decoded from the wire (v%i)", (version) => {
@@ -855,7 +869,7 @@ describe("control acknowledgements and other packets", () => {
     const protocol = new Protocol(4, 10)
     const out = receive(protocol, packet)
     expect(out).toHaveLength(1)
-    expect(out[0]).toEqual({ _tag: "ProtocolViolation", reason: `unexpected ${name} packet from the broker` })
+    expect(out[0]).toEqual({ _tag: "ProtocolViolation", reason: `unexpected ${name} packet from the broker`, code: 0x82 })
   })
 })
 

@@ -14,22 +14,50 @@ import {
   type MqttError,
   ProtocolError,
   PublishRejected,
+  AuthenticationFailed,
+  PacketTooLarge,
   QueueFull,
+  ServerDisconnect,
   SessionLost,
   SubscribeRejected
 } from "../MqttError.ts"
-import type { MqttEvent } from "../MqttEvent.ts"
+import type { MqttEvent, ServerProperties } from "../MqttEvent.ts"
 import type { MqttMessage, PublishMessage } from "../MqttMessage.ts"
 import * as MqttOptions from "../MqttOptions.ts"
 import { topicFilterProblem } from "../Topic.ts"
-import { encode, makeDecoder, type Packet } from "./codec.ts"
-import { connectPacket, preparePublish } from "./packets.ts"
+import { type ConnackPacket, encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
+import { connectPacket, preparePublish, toBuffer } from "./packets.ts"
 import { toConnectionError } from "./socketErrors.ts"
-import { type ControlRequest, type Output, Protocol, type PublishRequest, readConnack } from "./protocol.ts"
-import { type AckTicket, makeSubscription, pump, Router } from "./router.ts"
+import { makeRequester } from "./requestResponse.ts"
+import { OutgoingAliases } from "./topicAliases.ts"
+import {
+  type ControlRequest,
+  type Output,
+  Protocol,
+  type PublishRequest,
+  readConnack,
+  type SubscribeResult
+} from "./protocol.ts"
+import { type AckTicket, makeSubscription, pump, Router, subscribePacket } from "./router.ts"
 
 /** Most packets written in one batch, so incoming acks get their turn. */
 const MAX_BATCH = 4096
+
+/** MQTT 5 DISCONNECT codes after which reconnecting would not help (or would fight another client). */
+const FINAL_DISCONNECT_CODES = new Set([0x87, 0x8a, 0x8c, 0x8e])
+/** MQTT 5 codes that come with a Server Reference to try instead. */
+const REDIRECT_CODES = new Set([0x9c, 0x9d])
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+const isUtf8 = (bytes: Uint8Array | string) => {
+  if (typeof bytes === "string") return true
+  try {
+    utf8.decode(bytes)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** Default size of a subscription's buffer. */
 const DEFAULT_BUFFER_SIZE = 1024
@@ -47,7 +75,8 @@ export const make = (
 /** A client that rotates through `sockets` (one per broker address) on each connection attempt. */
 export const makeWithSockets = Effect.fnUntraced(function*(
   input: MqttOptions.MqttClientOptions,
-  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>]
+  sockets: readonly [Socket.Socket, ...Array<Socket.Socket>],
+  transport?: MqttClient.TransportOptions
 ): Effect.fn.Return<MqttClient.Service, InvalidOptions, Scope.Scope> {
   const options = yield* MqttOptions.resolve(input)
   const scope = yield* Effect.scope
@@ -86,6 +115,20 @@ export const makeWithSockets = Effect.fnUntraced(function*(
   const progress = Latch.makeUnsafe(false)
   let stoppedWith: MqttError | undefined
   let currentWriter: Socket.Writer | undefined
+  /** The broker's CONNACK properties on the current (or last) connection. */
+  let server: ServerProperties = {}
+  /** The client identifier in use (the broker assigns one when ours is empty). */
+  let clientId = options.clientId
+  const aliases = new OutgoingAliases()
+  let nextSubscriptionId = 1
+  /** A socket to the broker a Server Reference named, for the next attempt. */
+  let redirectTo: Socket.Socket | undefined
+  /** Waits for the broker's verdict on a re-authentication. */
+  let reauthentication: Deferred.Deferred<void, MqttError> | undefined
+  /** AUTH challenges received after CONNACK, answered by the connection's auth fiber. */
+  let authInbox: Queue.Queue<{ readonly code: number; readonly data: Uint8Array | undefined }> | undefined
+  /** MQTT 5: the DISCONNECT reason to send when we close the connection because the broker broke the protocol. */
+  let closeWith: number | undefined
 
   const emit = (event: MqttEvent) => {
     PubSub.publishUnsafe(events, event)
@@ -202,7 +245,16 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         return yield* new InvalidOptions({ reason: `strategy must be "suspend", "dropping" or "sliding", got ${String(strategy)}` })
       }
       if (closed) return yield* closedError()
-      const subscription = yield* makeSubscription({ filters, qos, strategy, bufferSize })
+      const subscription = yield* makeSubscription({
+        filters,
+        qos,
+        strategy,
+        bufferSize,
+        noLocal: subscribeOptions?.noLocal,
+        retainAsPublished: subscribeOptions?.retainAsPublished,
+        retainHandling: subscribeOptions?.retainHandling,
+        id: version === 5 ? nextSubscriptionId++ : undefined
+      })
       yield* Effect.forkScoped(pump(subscription, settle))
       // Routed from now on, so nothing sent right after the SUBACK (retained messages) is missed.
       router.add(subscription)
@@ -219,16 +271,14 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           }
         })
       )
-      const done = Deferred.makeUnsafe<ReadonlyArray<number>, MqttError>()
-      enqueueControl({
-        _tag: "Subscribe",
-        packet: { cmd: "subscribe", subscriptions: filters.map((topic) => ({ topic, qos })) },
-        done
-      })
-      const granted = yield* Deferred.await(done)
+      const done = Deferred.makeUnsafe<SubscribeResult, MqttError>()
+      enqueueControl({ _tag: "Subscribe", packet: subscribePacket(subscription), done, subscription })
+      const { granted, reason } = yield* Deferred.await(done)
       for (let i = 0; i < filters.length; i++) {
         const code = granted[i] ?? 0x80
-        if (code >= 0x80) return yield* new SubscribeRejected({ filter: filters[i], code })
+        if (code >= 0x80) {
+          return yield* new SubscribeRejected({ filter: filters[i], code, ...(reason !== undefined ? { reason } : {}) })
+        }
       }
       subscription.confirmed = true
       return Stream.fromQueue(subscription.messages)
@@ -242,7 +292,12 @@ export const makeWithSockets = Effect.fnUntraced(function*(
   /** One subscription buffer took the message; once all have, the acknowledgement goes out (on the same connection only). */
   const settle = (ticket: AckTicket) => {
     if (--ticket.remaining > 0 || ticket.connection !== counters.connections || !connected) return
-    outbox.push(encode(ticket.ack, version))
+    sendAck(ticket.ack)
+  }
+
+  const sendAck = (ack: Packet) => {
+    outbox.push(encode(ack, version))
+    if (ack.cmd === "puback") protocol.acknowledged(ack.messageId!)
     wake.openUnsafe()
   }
 
@@ -258,6 +313,8 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     droppedOffline: counters.droppedOffline,
     expired: counters.expired,
     droppedIncoming: router.dropped,
+    clientId,
+    server,
     sent: counters.sent,
     received: counters.received,
     connections: counters.connections
@@ -298,7 +355,11 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           break
         case "Deliver":
           counters.received++
-          if (output.ack === undefined) {
+          if (version === 5 && output.packet.properties?.payloadFormatIndicator === true && !isUtf8(output.packet.payload)) {
+            // MQTT 5 §4.3.3: a payload flagged as UTF-8 that is not is refused, not delivered.
+            router.dropped++
+            if (output.ack !== undefined) sendAck({ ...output.ack, reasonCode: 0x99 } as Packet)
+          } else if (output.ack === undefined) {
             router.deliver(output.packet, undefined)
           } else {
             const ticket: AckTicket = { remaining: 1, ack: output.ack, connection: counters.connections }
@@ -307,7 +368,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           }
           break
         case "Subscribed":
-          Deferred.doneUnsafe(output.request.done, Effect.succeed(output.granted))
+          Deferred.doneUnsafe(output.request.done, Effect.succeed({ granted: output.granted, reason: output.reason }))
           wake.openUnsafe()
           break
         case "Unsubscribed":
@@ -316,15 +377,27 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           break
         case "Pong":
           break
+        case "Auth":
+          if (output.code === 0x18 && authInbox !== undefined) {
+            Queue.offerUnsafe(authInbox, { code: output.code, data: output.data })
+          } else if (output.code === 0x00 && reauthentication !== undefined) {
+            Deferred.doneUnsafe(reauthentication, succeedVoid)
+          } else {
+            fatal ??= new ProtocolError({ reason: `unexpected AUTH with reason code 0x${output.code.toString(16)}` })
+            closeWith ??= 0x82
+          }
+          break
         case "ServerDisconnect":
-          fatal ??= new ConnectionLost({
-            reason: `the broker sent DISCONNECT with reason code 0x${output.code.toString(16)}${
-              output.reason ? ` (${output.reason})` : ""
-            }`
+          if (output.serverReference !== undefined && REDIRECT_CODES.has(output.code)) redirect(output.serverReference)
+          fatal ??= new ServerDisconnect({
+            code: output.code,
+            ...(output.reason !== undefined ? { reason: output.reason } : {}),
+            ...(output.serverReference !== undefined ? { serverReference: output.serverReference } : {})
           })
           break
         case "ProtocolViolation":
           fatal ??= new ProtocolError({ reason: output.reason })
+          closeWith ??= output.code
           break
       }
     }
@@ -342,7 +415,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     while (protocol.hasFreeId) {
       const next = Queue.takeUnsafe(controlQueue)
       if (next === undefined || !Exit.isSuccess(next)) break
-      batch.push(encode(protocol.sendControl(next.value), version))
+      batch.push(encode(protocol.sendControl(withSubscriptionId(next.value)), version))
     }
     const now = expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe()
     while (batch.length < MAX_BATCH) {
@@ -353,12 +426,52 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         expire(request)
         continue
       }
+      const maximum = server.maximumPacketSize
+      if (maximum !== undefined && request.bytes.length > maximum) {
+        Queue.takeUnsafe(publishQueue)
+        Deferred.doneUnsafe(
+          request.receipt,
+          Effect.fail(new PacketTooLarge({ topic: request.topic, size: request.bytes.length, maximum }))
+        )
+        continue
+      }
       if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) break
       Queue.takeUnsafe(publishQueue)
-      batch.push(protocol.sendPublish(request))
+      const bytes = protocol.sendPublish(request)
+      batch.push(aliases.enabled ? withTopicAlias(request) : bytes)
       counters.sent++
       if (request.qos === 0) writtenQos0.push(request)
     }
+  }
+
+  /**
+   * The first transmission of a publish with a topic alias. `request.bytes`
+   * keeps the full topic: resends after a reconnect (where aliases reset) use it.
+   */
+  const withTopicAlias = (request: PublishRequest): Uint8Array => {
+    const { alias, known } = aliases.choose(request.topic)
+    const packet: PublishPacket = {
+      ...request.packet,
+      topic: known ? "" : request.topic,
+      properties: { ...request.packet.properties, topicAlias: alias }
+    }
+    if (request.qos > 0) packet.messageId = request.messageId
+    return encode(packet, version)
+  }
+
+  /** A SUBSCRIBE carries its subscription's identifier when the broker supports them (MQTT 5). */
+  const withSubscriptionId = (request: ControlRequest): ControlRequest => {
+    if (request._tag !== "Subscribe" || request.subscription?.id === undefined) return request
+    const supported = server.subscriptionIdentifiersAvailable !== false
+    request.subscription.idSent = supported
+    if (supported) request.packet.properties = { ...request.packet.properties, subscriptionIdentifier: request.subscription.id }
+    else delete request.packet.properties
+    return request
+  }
+
+  const redirect = (serverReference: string) => {
+    const socket = transport?.redirect?.(serverReference)
+    if (socket !== undefined) redirectTo = socket
   }
 
   const expire = (request: PublishRequest) => {
@@ -367,20 +480,41 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     emit({ _tag: "MessageExpired", topic: request.topic })
   }
 
+  /** The AUTH packet answering a broker challenge, from the application's `authenticate.respond`. */
+  const answerChallenge = (data: Uint8Array | undefined): Effect.Effect<Packet, AuthenticationFailed> => {
+    const authenticate = options.authenticate
+    if (authenticate === undefined) return Effect.fail(new AuthenticationFailed({ reason: "no authenticate option" }))
+    return authenticate.respond(data).pipe(
+      Effect.mapError((cause) =>
+        new AuthenticationFailed({ reason: `the authenticate handler failed: ${cause instanceof Error ? cause.message : String(cause)}` })
+      ),
+      Effect.map((answer): Packet => ({
+        cmd: "auth",
+        reasonCode: 0x18,
+        properties: {
+          authenticationMethod: authenticate.method,
+          ...(answer !== undefined ? { authenticationData: toBuffer(answer) } : {})
+        }
+      }))
+    )
+  }
+
   /** One connection: dial, CONNECT/CONNACK, then read, write and keep alive until something fails. */
   const runConnection = (socket: Socket.Socket, onEstablished: () => void) =>
     Effect.gen(function*() {
       const outputs: Array<Output> = []
       let fatal: ConnectionError | undefined
-      let connack: Packet | undefined
+      let connack: ConnackPacket | undefined
       const early: Array<Packet> = []
+      const challenges: Array<Packet> = []
+      closeWith = undefined
       const decoder = makeDecoder(
         version,
         (packet) => {
           if (connack === undefined) {
-            if (packet.cmd !== "connack") {
-              fatal ??= new ProtocolError({ reason: `expected CONNACK, got ${packet.cmd.toUpperCase()}` })
-            } else connack = packet
+            if (packet.cmd === "connack") connack = packet
+            else if (packet.cmd === "auth" && options.authenticate !== undefined) challenges.push(packet)
+            else fatal ??= new ProtocolError({ reason: `expected CONNACK, got ${packet.cmd.toUpperCase()}` })
           } else if (!connected) {
             early.push(packet)
           } else {
@@ -401,6 +535,15 @@ export const makeWithSockets = Effect.fnUntraced(function*(
           const chunks = yield* Effect.mapError(pull, toConnectionError)
           for (const chunk of chunks) decoder.push(chunk)
           if (fatal !== undefined) return yield* Effect.fail(fatal)
+          // Enhanced authentication: answer each AUTH challenge until the CONNACK comes.
+          while (challenges.length > 0 && connack === undefined) {
+            const challenge = challenges.shift()!
+            if (challenge.cmd !== "auth" || challenge.reasonCode !== 0x18) {
+              return yield* new ProtocolError({ reason: "unexpected AUTH during the handshake" })
+            }
+            const answer = yield* answerChallenge(challenge.properties?.authenticationData)
+            yield* Effect.mapError(writer.write(encode(answer, version)), toConnectionError)
+          }
         }
         return { pull, writer }
       }).pipe(
@@ -410,10 +553,14 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         })
       )
       const { pull, writer } = yield* handshake
-      const result = readConnack(connack as Parameters<typeof readConnack>[0], version)
+      const result = readConnack(connack!, version)
       if (result._tag === "Refused") {
+        if (result.serverReference !== undefined && REDIRECT_CODES.has(result.code)) redirect(result.serverReference)
         return yield* new ConnectionRefused({ code: result.code, reason: result.reason })
       }
+      server = result.properties
+      if (server.assignedClientIdentifier !== undefined) clientId = server.assignedClientIdentifier
+      aliases.reset(options.topicAliases ? server.topicAliasMaximum ?? 0 : 0)
 
       // Established: resend what the session needs before anything new.
       if (!result.sessionPresent && options.onSessionLost === "fail") {
@@ -423,19 +570,21 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         progress.openUnsafe()
       }
       const resend: Array<Packet | Uint8Array> = []
-      protocol.resume(result.sessionPresent, result.receiveMaximum, resend)
+      protocol.resume(result.sessionPresent, server.receiveMaximum, resend, {
+        receiveMaximum: options.properties?.receiveMaximum ?? (version === 5 ? 65_535 : undefined),
+        maximumPacketSize: options.properties?.maximumPacketSize,
+        topicAliasMaximum: options.properties?.topicAliasMaximum ?? 0
+      })
       const first: Array<Uint8Array> = []
       if (!result.sessionPresent) {
         for (const subscription of router.confirmed()) {
           const request: ControlRequest = {
             _tag: "Subscribe",
-            packet: {
-              cmd: "subscribe",
-              subscriptions: subscription.filters.map((topic) => ({ topic, qos: subscription.qos }))
-            },
-            done: Deferred.makeUnsafe()
+            packet: subscribePacket(subscription),
+            done: Deferred.makeUnsafe(),
+            subscription
           }
-          first.push(encode(protocol.sendControl(request), version))
+          first.push(encode(protocol.sendControl(withSubscriptionId(request)), version))
         }
       }
       for (const item of resend) first.push(item instanceof Uint8Array ? item : encode(item, version))
@@ -445,7 +594,13 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       currentWriter = writer
       counters.connections++
       onEstablished()
-      emit({ _tag: "Connected", sessionPresent: result.sessionPresent, connection: counters.connections })
+      emit({
+        _tag: "Connected",
+        sessionPresent: result.sessionPresent,
+        connection: counters.connections,
+        clientId,
+        properties: server
+      })
       for (const packet of early) protocol.receive(packet, outputs)
       fatal ??= perform(outputs)
       if (fatal !== undefined) return yield* Effect.fail(fatal)
@@ -482,7 +637,8 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         }
       })
 
-      const keepAliveMillis = options.keepAlive * 1000
+      // MQTT 5: the broker may impose its own keep-alive (Server Keep Alive).
+      const keepAliveMillis = (server.serverKeepAlive ?? options.keepAlive) * 1000
       const keepAlive = Effect.gen(function*() {
         let pingSentAt: number | undefined
         while (true) {
@@ -505,15 +661,42 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         }
       })
 
-      // The three loops never succeed: the first failure ends the connection and interrupts the others.
-      yield* Effect.all([reader, writeLoop, ...(keepAliveMillis > 0 ? [keepAlive] : [])], {
-        concurrency: "unbounded",
-        discard: true
+      // Re-authentication: the broker's challenges after CONNACK, answered in order.
+      const inbox = yield* Queue.unbounded<{ readonly code: number; readonly data: Uint8Array | undefined }>()
+      authInbox = inbox
+      const authLoop = Effect.gen(function*() {
+        while (true) {
+          const challenge = yield* Queue.take(inbox)
+          const answer = yield* answerChallenge(challenge.data)
+          outbox.push(encode(answer, version))
+          wake.openUnsafe()
+        }
       })
+
+      // The loops never succeed: the first failure ends the connection and interrupts the others.
+      yield* Effect.all(
+        [reader, writeLoop, ...(keepAliveMillis > 0 ? [keepAlive] : []), ...(options.authenticate ? [authLoop] : [])],
+        { concurrency: "unbounded", discard: true }
+      ).pipe(
+        Effect.onError(() =>
+          // MQTT 5: tell the broker why we close (a violation on its side), best effort.
+          version === 5 && closeWith !== undefined
+            ? writer.write(encode({ cmd: "disconnect", reasonCode: closeWith }, version)).pipe(
+              Effect.timeout("1 second"),
+              Effect.ignore
+            )
+            : Effect.void
+        )
+      )
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
         connected = false
         currentWriter = undefined
+        authInbox = undefined
+        if (reauthentication !== undefined) {
+          Deferred.doneUnsafe(reauthentication, Effect.fail(new ConnectionLost({ reason: "the connection ended during re-authentication" })))
+          reauthentication = undefined
+        }
       })),
       Effect.scoped
     )
@@ -554,7 +737,8 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     let dial = 0
     while (!closed) {
       let establishedAt: number | undefined
-      const socket = sockets[dial++ % sockets.length]
+      const socket = redirectTo ?? sockets[dial++ % sockets.length]
+      redirectTo = undefined
       const exit = yield* Effect.exit(runConnection(socket, () => {
         establishedAt = clock.currentTimeMillisUnsafe()
       }))
@@ -571,7 +755,10 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         step = yield* Schedule.toStep(schedule)
         attempt = 0
       }
-      if (cause._tag === "ConnectionRefused" && !options.retryRefused(cause)) {
+      if (
+        (cause._tag === "ConnectionRefused" && !options.retryRefused(cause) && redirectTo === undefined) ||
+        (cause._tag === "ServerDisconnect" && FINAL_DISCONNECT_CODES.has(cause.code))
+      ) {
         yield* Effect.logWarning(`effect-mqtt: ${cause.message}; not retrying`)
         return stop(cause)
       }
@@ -608,13 +795,22 @@ export const makeWithSockets = Effect.fnUntraced(function*(
 
   let shutDown = false
   /** Sends DISCONNECT when connected, fails what is pending with `ClientClosed`, ends the loop. */
-  const shutdown = Effect.gen(function*() {
+  const shutdown = (disconnectOptions?: MqttClient.DisconnectOptions) => Effect.gen(function*() {
     if (shutDown) return
     shutDown = true
     const writer = connected && stoppedWith === undefined ? currentWriter : undefined
     closed = true // the writer takes nothing more: DISCONNECT is the last packet
     if (writer !== undefined) {
-      yield* writer.write(encode({ cmd: "disconnect" }, version)).pipe(Effect.timeout("1 second"), Effect.ignore)
+      const packet: Packet = version === 5
+        ? {
+          cmd: "disconnect",
+          reasonCode: disconnectOptions?.reasonCode ?? 0,
+          ...(disconnectOptions?.sessionExpiryInterval !== undefined
+            ? { properties: { sessionExpiryInterval: disconnectOptions.sessionExpiryInterval } }
+            : {})
+        }
+        : { cmd: "disconnect" }
+      yield* writer.write(encode(packet, version)).pipe(Effect.timeout("1 second"), Effect.ignore)
     }
     stop(new ClientClosed())
     emit({ _tag: "Disconnected", cause: new ClientClosed() })
@@ -627,10 +823,43 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       if (disconnectOptions?.drain === true && !closed) {
         yield* Effect.timeoutOption(awaitIdle, disconnectOptions.timeout ?? "30 seconds")
       }
-      yield* shutdown
+      yield* shutdown(disconnectOptions)
     })
 
-  yield* Scope.addFinalizer(scope, shutdown)
+  yield* Scope.addFinalizer(scope, shutdown())
+
+  const reauthenticate: Effect.Effect<void, MqttError> = Effect.suspend(() => {
+    const authenticate = options.authenticate
+    if (version !== 5 || authenticate === undefined) {
+      return Effect.fail(new InvalidOptions({ reason: "reauthenticate needs protocolVersion 5 and the authenticate option" }))
+    }
+    if (!connected) return Effect.fail(new ConnectionLost({ reason: "not connected" }))
+    const verdict = Deferred.makeUnsafe<void, MqttError>()
+    reauthentication = verdict
+    outbox.push(encode({
+      cmd: "auth",
+      reasonCode: 0x19,
+      properties: {
+        authenticationMethod: authenticate.method,
+        ...(authenticate.data !== undefined ? { authenticationData: toBuffer(authenticate.data) } : {})
+      }
+    }, version))
+    wake.openUnsafe()
+    return Deferred.await(verdict).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (reauthentication === verdict) reauthentication = undefined
+      }))
+    )
+  })
+
+  const { request, reply } = makeRequester({
+    version,
+    scope,
+    clientId: () => clientId,
+    responseInformation: () => server.responseInformation,
+    publish,
+    subscribeScoped
+  })
 
   return {
     clientId: options.clientId,
@@ -641,7 +870,10 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     subscribeScoped,
     events: Stream.fromPubSub(events),
     stats,
-    disconnect
+    disconnect,
+    request,
+    reply,
+    reauthenticate
   } satisfies MqttClient.Service
 })
 

@@ -43,7 +43,7 @@ export const preparePublish = (
   }
   const body = typeof payload === "string" ? payload : toBuffer(payload)
   if (body.length > MAX_PAYLOAD) return new InvalidOptions({ reason: "payload is larger than MQTT allows (256 MiB)" })
-  let properties = message.properties as PublishPacket["properties"]
+  let properties = message.properties === undefined ? undefined : withBuffers(message.properties) as PublishPacket["properties"]
   if (expiryMillis !== undefined && version === 5 && properties?.messageExpiryInterval === undefined) {
     properties = { ...properties, messageExpiryInterval: Math.ceil(expiryMillis / 1000) }
   }
@@ -67,11 +67,18 @@ export const preparePublish = (
     topic,
     qos,
     bytes,
+    packet,
     receipt: Deferred.makeUnsafe<void, MqttError>(),
     messageId: 0,
     enqueuedAt: now
   }
 }
+
+/** mqtt-packet wants `Buffer`s where MQTT has binary data (correlation and authentication data). */
+const withBuffers = <P extends { readonly correlationData?: Uint8Array | undefined }>(properties: P): P =>
+  properties.correlationData === undefined || Buffer.isBuffer(properties.correlationData)
+    ? properties
+    : { ...properties, correlationData: toBuffer(properties.correlationData) }
 
 export const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -80,6 +87,10 @@ export const toBuffer = (bytes: Uint8Array): Buffer =>
 export const connectPacket = (options: ResolvedOptions): Packet => {
   const properties: Record<string, unknown> = { ...options.properties }
   if (options.sessionExpiryInterval !== undefined) properties.sessionExpiryInterval = options.sessionExpiryInterval
+  if (options.authenticate !== undefined) {
+    properties.authenticationMethod = options.authenticate.method
+    if (options.authenticate.data !== undefined) properties.authenticationData = toBuffer(options.authenticate.data)
+  }
   return {
     cmd: "connect",
     protocolId: "MQTT",
@@ -96,7 +107,7 @@ export const connectPacket = (options: ResolvedOptions): Packet => {
           payload: typeof options.will.payload === "string" ? options.will.payload : toBuffer(options.will.payload),
           qos: options.will.qos ?? 0,
           retain: options.will.retain ?? false,
-          ...(options.will.properties !== undefined ? { properties: options.will.properties } : {})
+          ...(options.will.properties !== undefined ? { properties: withBuffers(options.will.properties) } : {})
         }
       }
       : {}),

@@ -13,7 +13,8 @@
 import type { Deferred } from "effect"
 import type { MqttError } from "../MqttError.ts"
 import type { ProtocolVersion } from "../MqttOptions.ts"
-import type { Packet, PublishPacket, SubscribePacket, UnsubscribePacket } from "./codec.ts"
+import * as ReasonCode from "../ReasonCode.ts"
+import type { ConnackPacket, Packet, PublishPacket, SubscribePacket, UnsubscribePacket } from "./codec.ts"
 
 /**
  * A publish accepted into the queue, already encoded by the caller's fiber
@@ -24,6 +25,8 @@ export interface PublishRequest {
   readonly topic: string
   readonly qos: 0 | 1 | 2
   readonly bytes: Uint8Array
+  /** The packet `bytes` encode (kept to re-encode with a topic alias). */
+  readonly packet: PublishPacket
   readonly receipt: Deferred.Deferred<void, MqttError>
   messageId: number
   /** Clock time it was queued (only set when `messageExpiry` is on). */
@@ -50,10 +53,18 @@ export const setDup = (bytes: Uint8Array, dup: boolean): void => {
   bytes[0] = dup ? bytes[0] | 0x08 : bytes[0] & ~0x08
 }
 
+/** What a SUBACK said: one code per filter, and the reason string (MQTT 5). */
+export interface SubscribeResult {
+  readonly granted: ReadonlyArray<number>
+  readonly reason: string | undefined
+}
+
 export interface SubscribeRequest {
   readonly _tag: "Subscribe"
   readonly packet: SubscribePacket
-  readonly done: Deferred.Deferred<ReadonlyArray<number>, MqttError>
+  readonly done: Deferred.Deferred<SubscribeResult, MqttError>
+  /** The subscription it is for (carries the MQTT 5 subscription identifier). */
+  readonly subscription?: { readonly id: number | undefined; idSent: boolean } | undefined
 }
 
 export interface UnsubscribeRequest {
@@ -82,62 +93,57 @@ export type Output =
    * that is how a slow consumer slows the broker down.
    */
   | { readonly _tag: "Deliver"; readonly packet: PublishPacket; readonly ack: Packet | undefined }
-  | { readonly _tag: "Subscribed"; readonly request: SubscribeRequest; readonly granted: ReadonlyArray<number> }
+  | {
+    readonly _tag: "Subscribed"
+    readonly request: SubscribeRequest
+    readonly granted: ReadonlyArray<number>
+    readonly reason: string | undefined
+  }
   | { readonly _tag: "Unsubscribed"; readonly request: UnsubscribeRequest }
   | { readonly _tag: "Pong" }
-  | { readonly _tag: "ServerDisconnect"; readonly code: number; readonly reason: string | undefined }
-  | { readonly _tag: "ProtocolViolation"; readonly reason: string }
+  /** An AUTH packet from the broker after CONNACK (re-authentication). */
+  | { readonly _tag: "Auth"; readonly code: number; readonly data: Uint8Array | undefined; readonly method: string | undefined }
+  | {
+    readonly _tag: "ServerDisconnect"
+    readonly code: number
+    readonly reason: string | undefined
+    readonly serverReference: string | undefined
+  }
+  /** The broker broke the protocol: close the connection (MQTT 5: with DISCONNECT `code`). */
+  | { readonly _tag: "ProtocolViolation"; readonly reason: string; readonly code: number }
 
 export type ConnackResult =
-  | { readonly _tag: "Accepted"; readonly sessionPresent: boolean; readonly receiveMaximum: number | undefined }
-  | { readonly _tag: "Refused"; readonly code: number; readonly reason: string }
+  | { readonly _tag: "Accepted"; readonly sessionPresent: boolean; readonly properties: NonNullable<ConnackPacket["properties"]> }
+  | { readonly _tag: "Refused"; readonly code: number; readonly reason: string; readonly serverReference: string | undefined }
 
 const MAX_PACKET_ID = 65_535
 
-const v3ConnackReasons: Record<number, string> = {
-  1: "unacceptable protocol version",
-  2: "identifier rejected",
-  3: "server unavailable",
-  4: "bad user name or password",
-  5: "not authorized"
-}
-
-const v5ConnackReasons: Record<number, string> = {
-  0x80: "unspecified error",
-  0x81: "malformed packet",
-  0x82: "protocol error",
-  0x83: "implementation specific error",
-  0x84: "unsupported protocol version",
-  0x85: "client identifier not valid",
-  0x86: "bad user name or password",
-  0x87: "not authorized",
-  0x88: "server unavailable",
-  0x89: "server busy",
-  0x8a: "banned",
-  0x8c: "bad authentication method",
-  0x90: "topic name invalid",
-  0x95: "packet too large",
-  0x97: "quota exceeded",
-  0x99: "payload format invalid",
-  0x9a: "retain not supported",
-  0x9b: "QoS not supported",
-  0x9c: "use another server",
-  0x9d: "server moved",
-  0x9f: "connection rate exceeded"
-}
-
-/** Reads a CONNACK: accepted (with session-present) or refused (with code and reason). */
-export const readConnack = (
-  packet: { readonly returnCode?: number; readonly reasonCode?: number; readonly sessionPresent: boolean; readonly properties?: { readonly receiveMaximum?: number } },
-  version: ProtocolVersion
-): ConnackResult => {
+/** Reads a CONNACK: accepted (with session-present and the server's properties) or refused (with code and reason). */
+export const readConnack = (packet: ConnackPacket, version: ProtocolVersion): ConnackResult => {
   const code = (version === 5 ? packet.reasonCode : packet.returnCode) ?? packet.returnCode ?? packet.reasonCode ?? 0
   if (code === 0) {
-    return { _tag: "Accepted", sessionPresent: packet.sessionPresent, receiveMaximum: packet.properties?.receiveMaximum }
+    return { _tag: "Accepted", sessionPresent: packet.sessionPresent, properties: packet.properties ?? {} }
   }
-  const reason = (version === 5 ? v5ConnackReasons[code] : v3ConnackReasons[code]) ?? "unknown reason"
-  return { _tag: "Refused", code, reason }
+  const reason = version === 5 ? ReasonCode.describe(code) : ReasonCode.describeV3Connack(code)
+  return { _tag: "Refused", code, reason, serverReference: packet.properties?.serverReference }
 }
+
+/** The limits this client set for what the broker sends (MQTT 5 CONNECT properties). */
+export interface IncomingLimits {
+  /** Our Receive Maximum: QoS 1/2 messages the broker may have unacknowledged towards us. */
+  readonly receiveMaximum: number | undefined
+  /** Largest packet we accept. */
+  readonly maximumPacketSize: number | undefined
+  /** Most topic aliases the broker may use towards us (0: none). */
+  readonly topicAliasMaximum: number
+}
+
+const noLimits: IncomingLimits = { receiveMaximum: undefined, maximumPacketSize: undefined, topicAliasMaximum: 0 }
+
+/** Bytes of a packet on the wire, from its remaining length. */
+const packetSize = (remainingLength: number) =>
+  1 + (remainingLength < 128 ? 1 : remainingLength < 16_384 ? 2 : remainingLength < 2_097_152 ? 3 : 4) +
+  remainingLength
 
 export class Protocol {
   /** Outgoing QoS 1/2 publishes awaiting acknowledgement, in the order they were first sent. */
@@ -146,6 +152,11 @@ export class Protocol {
   private readonly control = new Map<number, ControlRequest>()
   /** Incoming QoS 2 ids delivered to the application and awaiting PUBREL (deliver-once guard). */
   private readonly incomingQos2 = new Set<number>()
+  /** Incoming QoS 1 ids whose PUBACK has not been sent yet (counted against our Receive Maximum). */
+  private readonly incomingQos1 = new Set<number>()
+  /** Topic aliases the broker set on this connection. */
+  private readonly incomingAliases = new Map<number, string>()
+  private limits: IncomingLimits = noLimits
   private nextId = 1
   private window: number
   readonly version: ProtocolVersion
@@ -209,8 +220,16 @@ export class Protocol {
    * request: unacknowledged publishes (DUP when the session survived), PUBRELs,
    * and pending SUBSCRIBE/UNSUBSCRIBE, in their original order.
    */
-  resume(sessionPresent: boolean, receiveMaximum: number | undefined, out: Array<Packet | Uint8Array>): void {
+  resume(
+    sessionPresent: boolean,
+    receiveMaximum: number | undefined,
+    out: Array<Packet | Uint8Array>,
+    limits: IncomingLimits = noLimits
+  ): void {
     this.window = Math.min(this.maxInflight, receiveMaximum ?? this.maxInflight)
+    this.limits = limits
+    this.incomingAliases.clear()
+    this.incomingQos1.clear()
     if (!sessionPresent) this.incomingQos2.clear()
     for (const entry of this.inflight.values()) {
       const request = entry.request
@@ -228,8 +247,18 @@ export class Protocol {
     for (const request of this.control.values()) out.push(request.packet)
   }
 
+  /** The PUBACK of incoming QoS 1 message `id` was sent: it no longer counts against our Receive Maximum. */
+  acknowledged(id: number): void {
+    this.incomingQos1.delete(id)
+  }
+
   /** Handles one packet from the broker (after CONNACK). */
   receive(packet: Packet, out: Array<Output>): void {
+    const maximumPacketSize = this.limits.maximumPacketSize
+    if (maximumPacketSize !== undefined && packet.length !== undefined && packetSize(packet.length) > maximumPacketSize) {
+      out.push({ _tag: "ProtocolViolation", reason: `a ${packet.cmd.toUpperCase()} larger than our Maximum Packet Size`, code: 0x95 })
+      return
+    }
     switch (packet.cmd) {
       case "puback": {
         const entry = this.inflight.get(packet.messageId!)
@@ -268,11 +297,20 @@ export class Protocol {
         return
       }
       case "publish": {
+        if (this.version === 5 && !this.resolveAlias(packet, out)) return
+        if (packet.qos > 0 && packet.messageId !== undefined && this.limits.receiveMaximum !== undefined) {
+          const isNew = packet.qos === 1 ? !this.incomingQos1.has(packet.messageId) : !this.incomingQos2.has(packet.messageId)
+          if (isNew && this.incomingQos1.size + this.incomingQos2.size >= this.limits.receiveMaximum) {
+            out.push({ _tag: "ProtocolViolation", reason: "the broker exceeded our Receive Maximum", code: 0x93 })
+            return
+          }
+        }
         if (packet.qos === 0) {
           out.push({ _tag: "Deliver", packet, ack: undefined })
         } else if (packet.messageId === undefined || packet.messageId === 0) {
-          out.push({ _tag: "ProtocolViolation", reason: `QoS ${packet.qos} PUBLISH without a packet id` })
+          out.push({ _tag: "ProtocolViolation", reason: `QoS ${packet.qos} PUBLISH without a packet id`, code: 0x82 })
         } else if (packet.qos === 1) {
+          this.incomingQos1.add(packet.messageId)
           out.push({ _tag: "Deliver", packet, ack: { cmd: "puback", messageId: packet.messageId } })
         } else if (!this.incomingQos2.has(packet.messageId)) {
           this.incomingQos2.add(packet.messageId)
@@ -298,7 +336,12 @@ export class Protocol {
         const request = this.control.get(packet.messageId!)
         if (request === undefined || request._tag !== "Subscribe") return
         this.control.delete(packet.messageId!)
-        out.push({ _tag: "Subscribed", request, granted: (packet.granted as Array<number>).slice() })
+        out.push({
+          _tag: "Subscribed",
+          request,
+          granted: (packet.granted as Array<number>).slice(),
+          reason: packet.properties?.reasonString
+        })
         return
       }
       case "unsuback": {
@@ -312,11 +355,53 @@ export class Protocol {
         out.push({ _tag: "Pong" })
         return
       case "disconnect":
-        out.push({ _tag: "ServerDisconnect", code: packet.reasonCode ?? 0, reason: packet.properties?.reasonString })
+        out.push({
+          _tag: "ServerDisconnect",
+          code: packet.reasonCode ?? 0,
+          reason: packet.properties?.reasonString,
+          serverReference: packet.properties?.serverReference
+        })
         return
-      default:
-        out.push({ _tag: "ProtocolViolation", reason: `unexpected ${packet.cmd.toUpperCase()} packet from the broker` })
+      case "auth":
+        if (this.version !== 5) break
+        out.push({
+          _tag: "Auth",
+          code: packet.reasonCode,
+          data: packet.properties?.authenticationData,
+          method: packet.properties?.authenticationMethod
+        })
+        return
     }
+    out.push({ _tag: "ProtocolViolation", reason: `unexpected ${packet.cmd.toUpperCase()} packet from the broker`, code: 0x82 })
+  }
+
+  /**
+   * Applies an incoming Topic Alias (MQTT 5 §3.3.2.3.4): a topic with an alias
+   * sets it, an empty topic with an alias uses it. False (and a violation) when
+   * the alias is out of range or unknown.
+   */
+  private resolveAlias(packet: PublishPacket, out: Array<Output>): boolean {
+    const alias = packet.properties?.topicAlias
+    if (alias === undefined) {
+      if (packet.topic.length > 0) return true
+      out.push({ _tag: "ProtocolViolation", reason: "a PUBLISH with neither a topic nor a topic alias", code: 0x82 })
+      return false
+    }
+    if (alias === 0 || alias > this.limits.topicAliasMaximum) {
+      out.push({ _tag: "ProtocolViolation", reason: `topic alias ${alias} is out of range`, code: 0x94 })
+      return false
+    }
+    if (packet.topic.length > 0) {
+      this.incomingAliases.set(alias, packet.topic)
+      return true
+    }
+    const topic = this.incomingAliases.get(alias)
+    if (topic === undefined) {
+      out.push({ _tag: "ProtocolViolation", reason: `unknown topic alias ${alias}`, code: 0x94 })
+      return false
+    }
+    packet.topic = topic
+    return true
   }
 
   /** Removes and returns every unacknowledged publish (the session they belonged to is gone). */

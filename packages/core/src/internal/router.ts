@@ -17,7 +17,7 @@ import type { MqttError } from "../MqttError.ts"
 import type { MqttMessage, QoS } from "../MqttMessage.ts"
 import type { Strategy } from "../MqttOptions.ts"
 import { matches } from "../Topic.ts"
-import type { Packet, PublishPacket } from "./codec.ts"
+import type { Packet, PublishPacket, SubscribePacket } from "./codec.ts"
 
 /** The acknowledgement of one incoming QoS 1/2 message, sent when `remaining` reaches 0. */
 export interface AckTicket {
@@ -36,6 +36,14 @@ interface Pending {
 export interface Subscription {
   readonly filters: ReadonlyArray<string>
   readonly qos: QoS
+  /** MQTT 5 subscription options. */
+  readonly noLocal: boolean | undefined
+  readonly retainAsPublished: boolean | undefined
+  readonly retainHandling: 0 | 1 | 2 | undefined
+  /** MQTT 5 subscription identifier, unique in this client. */
+  readonly id: number | undefined
+  /** The SUBSCRIBE carried `id` (the broker supports identifiers): messages are routed by it. */
+  idSent: boolean
   readonly strategy: Strategy
   readonly bufferSize: number
   /** The buffer the stream reads. Bounded; "dropping"/"sliding" are applied by `offer` so drops are counted. */
@@ -54,9 +62,14 @@ export const makeSubscription = (options: {
   readonly qos: QoS
   readonly strategy: Strategy
   readonly bufferSize: number
+  readonly noLocal: boolean | undefined
+  readonly retainAsPublished: boolean | undefined
+  readonly retainHandling: 0 | 1 | 2 | undefined
+  readonly id: number | undefined
 }): Effect.Effect<Subscription> =>
   Effect.map(Queue.bounded<MqttMessage, MqttError | Cause.Done>(options.bufferSize), (messages) => ({
     ...options,
+    idSent: false,
     messages,
     pending: [],
     pendingQos0: 0,
@@ -89,10 +102,21 @@ export class Router {
     return Array.from(this.subscriptions).filter((subscription) => subscription.confirmed)
   }
 
-  /** Offers the message to every matching subscription; `ticket.remaining` counts those that must wait. */
+  /**
+   * Offers the message to every matching subscription; `ticket.remaining`
+   * counts those that must wait. With MQTT 5 subscription identifiers the
+   * broker names the matching subscriptions; the others match by filter.
+   */
   deliver(packet: PublishPacket, ticket: AckTicket | undefined): void {
     let message: MqttMessage | undefined
+    const ids = packet.properties?.subscriptionIdentifier
     for (const subscription of this.subscriptions) {
+      if (subscription.idSent) {
+        if (ids === undefined || !(typeof ids === "number" ? ids === subscription.id : ids.includes(subscription.id!))) continue
+        message ??= toMessage(packet)
+        this.offer(subscription, message, ticket)
+        continue
+      }
       for (let i = 0; i < subscription.filters.length; i++) {
         if (matches(subscription.filters[i], packet.topic)) {
           message ??= toMessage(packet)
@@ -160,6 +184,18 @@ export const pump = (subscription: Subscription, settle: (ticket: AckTicket) => 
       }
     }
   })
+
+/** The SUBSCRIBE for a subscription (its identifier is added when sent, if the broker supports them). */
+export const subscribePacket = (subscription: Subscription): SubscribePacket => ({
+  cmd: "subscribe",
+  subscriptions: subscription.filters.map((topic) => ({
+    topic,
+    qos: subscription.qos,
+    ...(subscription.noLocal !== undefined ? { nl: subscription.noLocal } : {}),
+    ...(subscription.retainAsPublished !== undefined ? { rap: subscription.retainAsPublished } : {}),
+    ...(subscription.retainHandling !== undefined ? { rh: subscription.retainHandling } : {})
+  }))
+})
 
 const toMessage = (packet: PublishPacket): MqttMessage => ({
   topic: packet.topic,
