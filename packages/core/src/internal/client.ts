@@ -44,7 +44,7 @@ import { type AckTicket, makeSubscription, pump, Router, subscribePacket } from 
 const MAX_BATCH = 4096
 
 /** MQTT 5 DISCONNECT codes after which reconnecting would not help (or would fight another client). */
-const FINAL_DISCONNECT_CODES = new Set([0x87, 0x8a, 0x8c, 0x8e])
+const FINAL_DISCONNECT_CODES = new Set([0x87, 0x8c, 0x8e])
 /** MQTT 5 codes that come with a Server Reference to try instead. */
 const REDIRECT_CODES = new Set([0x9c, 0x9d])
 

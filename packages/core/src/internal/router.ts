@@ -111,8 +111,9 @@ export class Router {
     let message: MqttMessage | undefined
     const ids = packet.properties?.subscriptionIdentifier
     for (const subscription of this.subscriptions) {
-      if (subscription.idSent) {
-        if (ids === undefined || !(typeof ids === "number" ? ids === subscription.id : ids.includes(subscription.id!))) continue
+      // A broker that supports identifiers names every matching subscription that has one.
+      if (subscription.idSent && ids !== undefined) {
+        if (!(typeof ids === "number" ? ids === subscription.id : ids.includes(subscription.id!))) continue
         message ??= toMessage(packet)
         this.offer(subscription, message, ticket)
         continue

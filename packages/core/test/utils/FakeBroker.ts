@@ -22,6 +22,8 @@ export interface FakeBrokerOptions {
   readonly sessionPresent?: boolean | undefined
   /** v5 CONNACK properties, e.g. `{ receiveMaximum: 2 }`. */
   readonly connackProperties?: Record<string, unknown> | undefined
+  /** Handles a packet from the client before the default behaviour; return true to skip the default. */
+  readonly script?: ((packet: MqttPacket.Packet, broker: Pick<FakeBroker, "send" | "sendRaw" | "drop">) => boolean) | undefined
 }
 
 export interface FakeBroker {
@@ -49,6 +51,7 @@ export const make = (input: FakeBrokerOptions = {}): Effect.Effect<FakeBroker> =
       subackCode: input.subackCode,
       sessionPresent: input.sessionPresent ?? false,
       connackProperties: input.connackProperties,
+      script: input.script,
       protocolVersion: input.protocolVersion ?? 4,
       answerPings: input.answerPings ?? true,
       acknowledge: input.acknowledge ?? true,
@@ -77,6 +80,7 @@ export const make = (input: FakeBrokerOptions = {}): Effect.Effect<FakeBroker> =
 
     const respond = (packet: MqttPacket.Packet) => {
       received.push(packet)
+      if (options.script?.(packet, { send, sendRaw, drop }) === true) return
       switch (packet.cmd) {
         case "connect":
           send(
