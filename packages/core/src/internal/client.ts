@@ -426,13 +426,10 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         expire(request)
         continue
       }
-      const maximum = server.maximumPacketSize
-      if (maximum !== undefined && request.bytes.length > maximum) {
+      const refusal = refuseBeforeSending(request)
+      if (refusal !== undefined) {
         Queue.takeUnsafe(publishQueue)
-        Deferred.doneUnsafe(
-          request.receipt,
-          Effect.fail(new PacketTooLarge({ topic: request.topic, size: request.bytes.length, maximum }))
-        )
+        Deferred.doneUnsafe(request.receipt, Effect.fail(refusal))
         continue
       }
       if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) break
@@ -442,6 +439,21 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       counters.sent++
       if (request.qos === 0) writtenQos0.push(request)
     }
+  }
+
+  /** What the broker said it does not accept (MQTT 5 CONNACK): refused here, not sent. */
+  const refuseBeforeSending = (request: PublishRequest): MqttError | undefined => {
+    const maximum = server.maximumPacketSize
+    if (maximum !== undefined && request.bytes.length > maximum) {
+      return new PacketTooLarge({ topic: request.topic, size: request.bytes.length, maximum })
+    }
+    if (server.maximumQoS !== undefined && request.qos > server.maximumQoS) {
+      return new PublishRejected({ topic: request.topic, code: 0x9b, reason: `the broker's Maximum QoS is ${server.maximumQoS}` })
+    }
+    if (server.retainAvailable === false && request.packet.retain) {
+      return new PublishRejected({ topic: request.topic, code: 0x9a, reason: "the broker does not support retained messages" })
+    }
+    return undefined
   }
 
   /**
