@@ -19,10 +19,25 @@ export class MosquittoUnavailable extends Schema.TaggedError<MosquittoUnavailabl
   message: Schema.String
 }) {}
 
+/** What a `config` function gets to write its lines: the ports and the broker's temp dir. */
+export interface ConfigContext {
+  /** The main listener's port (`listener PORT 127.0.0.1`, plain MQTT), already in the config. */
+  readonly port: number
+  /** `extraPorts` free ports for more listeners (TLS, WebSocket...). */
+  readonly ports: ReadonlyArray<number>
+  /** The broker's temp dir (e.g. for a unix socket: `listener 0 ${dir}/mqtt.sock`). */
+  readonly dir: string
+}
+
 /** Options of {@link start}. */
 export interface StartOptions {
-  /** Extra lines appended to the generated mosquitto.conf. */
-  readonly config?: string
+  /**
+   * Extra lines appended to the generated mosquitto.conf; a function gets the
+   * ports and temp dir (it is called again when ports are picked again).
+   */
+  readonly config?: string | ((context: ConfigContext) => string)
+  /** How many extra free ports on 127.0.0.1 to pick for `config` (default 0); see `Broker.ports`. */
+  readonly extraPorts?: number
   /** Enable persistence (`persistence_location` in the broker's temp dir). */
   readonly persistence?: boolean
   /** Fixed port; by default a free port on 127.0.0.1 is picked. */
@@ -36,6 +51,8 @@ export interface Broker {
   readonly url: string
   readonly host: "127.0.0.1"
   readonly port: number
+  /** The extra ports (`extraPorts`), as given to `config`. */
+  readonly ports: ReadonlyArray<number>
   /** Temp dir holding mosquitto.conf, mosquitto.log and the persistence db. */
   readonly dir: string
   /**
@@ -81,7 +98,7 @@ const readLog = (file: string, from = 0): string => {
 const readTail = (file: string, lines = 30): string =>
   readLog(file).trimEnd().split("\n").slice(-lines).join("\n") || "(empty log)"
 
-const renderConfig = (port: number, dir: string, options: StartOptions): string =>
+const renderConfig = (port: number, ports: ReadonlyArray<number>, dir: string, options: StartOptions): string =>
   [
     `listener ${port} ${HOST}`,
     "allow_anonymous true",
@@ -97,7 +114,7 @@ const renderConfig = (port: number, dir: string, options: StartOptions): string 
     // mosquitto drops root privileges to user "mosquitto" unless told otherwise,
     // which could then not write into our 0700 temp dir.
     ...(process.getuid?.() === 0 ? ["user root"] : []),
-    options.config ?? "",
+    typeof options.config === "function" ? options.config({ port, ports, dir }) : options.config ?? "",
     ""
   ].join("\n")
 
@@ -176,10 +193,10 @@ export const start = (options: StartOptions = {}): Effect.Effect<Broker, Mosquit
     const unavailable = (reason: string) =>
       new MosquittoUnavailable({ message: `mosquitto (${bin}) ${reason}\n--- ${logPath} (tail) ---\n${readTail(logPath)}` })
 
-    const launch = (port: number): Effect.Effect<void, MosquittoUnavailable> =>
+    const launch = (port: number, ports: ReadonlyArray<number>): Effect.Effect<void, MosquittoUnavailable> =>
       Effect.gen(function*() {
         if (child !== undefined) yield* terminate(child)
-        Fs.writeFileSync(confPath, renderConfig(port, dir, options))
+        Fs.writeFileSync(confPath, renderConfig(port, ports, dir, options))
         const fd = Fs.openSync(logPath, "a")
         const logOffset = Fs.fstatSync(fd).size
         let spawnError: Error | undefined
@@ -212,19 +229,32 @@ export const start = (options: StartOptions = {}): Effect.Effect<Broker, Mosquit
       })
 
     // A picked port can be taken by someone else before mosquitto binds it: retry with a new one.
+    const pickExtra = (taken: number) =>
+      Effect.gen(function*() {
+        const picked: Array<number> = []
+        while (picked.length < (options.extraPorts ?? 0)) {
+          const candidate = yield* freePort
+          if (candidate !== taken && !picked.includes(candidate)) picked.push(candidate)
+        }
+        return picked
+      })
     let port = options.port ?? (yield* freePort)
+    let ports = yield* pickExtra(port)
     for (let attempt = 1;; attempt++) {
-      const result = yield* Effect.result(launch(port))
+      const result = yield* Effect.result(launch(port, ports))
       if (result._tag === "Success") break
       const inUse = readTail(logPath, 5).includes("Address already in use")
-      if (options.port !== undefined || !inUse || attempt >= 3) return yield* Effect.fail(result.failure)
-      port = yield* freePort
+      if (!inUse || attempt >= 3) return yield* Effect.fail(result.failure)
+      if (options.port === undefined) port = yield* freePort
+      else if ((options.extraPorts ?? 0) === 0) return yield* Effect.fail(result.failure)
+      ports = yield* pickExtra(port)
     }
 
     return {
       url: `mqtt://${HOST}:${port}`,
       host: HOST,
       port,
+      ports,
       dir,
       kill: (signal: NodeJS.Signals = "SIGTERM") =>
         Effect.suspend(() => {
@@ -233,7 +263,7 @@ export const start = (options: StartOptions = {}): Effect.Effect<Broker, Mosquit
           if (NON_TERMINATING.has(signal)) return Effect.sync(() => void proc.kill(signal))
           return terminate(proc, signal)
         }),
-      restart: Effect.suspend(() => launch(port)),
+      restart: Effect.suspend(() => launch(port, ports)),
       log: Effect.sync(() => readLog(logPath))
     } satisfies Broker
   })

@@ -158,7 +158,7 @@ export interface RequestMessage {
  */
 export interface TransportOptions {
   /** A socket to the broker a Server Reference names, or undefined to ignore it. */
-  readonly redirect?: ((serverReference: string) => Socket.Socket | undefined) | undefined
+  readonly redirect?: ((serverReference: string) => Effect.Effect<Socket.Socket | undefined>) | undefined
 }
 
 /**

@@ -242,10 +242,11 @@ describe("server DISCONNECT", () => {
       const other = yield* FakeBroker.make({ protocolVersion: 5 })
       const references: Array<string> = []
       const client = yield* MqttClient.makeWithSockets(v5, [first.socket], {
-        redirect: (reference) => {
-          references.push(reference)
-          return other.socket
-        }
+        redirect: (reference) =>
+          Effect.sync(() => {
+            references.push(reference)
+            return other.socket
+          })
       })
       yield* settle
       first.send({ cmd: "disconnect", reasonCode: 0x9c, properties: { serverReference: "other.example:1883" } })

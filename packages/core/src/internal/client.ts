@@ -265,8 +265,10 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     let dial = 0
     while (!state.closed) {
       let establishedAt: number | undefined
-      const socket = state.redirectTo ?? sockets[dial++ % sockets.length]
+      const reference = state.redirectTo
       state.redirectTo = undefined
+      const redirected = reference === undefined ? undefined : yield* transport!.redirect!(reference)
+      const socket = redirected ?? sockets[dial++ % sockets.length]
       const exit = yield* Effect.exit(runConnection(socket, () => {
         establishedAt = clock.currentTimeMillisUnsafe()
       }))

@@ -225,8 +225,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   }
 
   const redirect = (serverReference: string) => {
-    const socket = transport?.redirect?.(serverReference)
-    if (socket !== undefined) state.redirectTo = socket
+    if (transport?.redirect !== undefined) state.redirectTo = serverReference
   }
 
   const expire = (request: PublishRequest) => {

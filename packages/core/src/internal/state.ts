@@ -50,8 +50,8 @@ export interface ClientState {
   /** The client identifier in use (the broker assigns one when ours is empty). */
   clientId: string
   nextSubscriptionId: number
-  /** A socket to the broker a Server Reference named, for the next attempt. */
-  redirectTo: Socket.Socket | undefined
+  /** The Server Reference (another broker) to try on the next attempt. */
+  redirectTo: string | undefined
   /** Waits for the broker's verdict on a re-authentication. */
   reauthentication: Deferred.Deferred<void, MqttError> | undefined
   /** AUTH challenges received after CONNACK, answered by the connection's auth fiber. */
