@@ -380,7 +380,8 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           wake.closeUnsafe()
           collectBatch(batch, writtenQos0)
           if (batch.length === 0) continue
-          yield* Effect.mapError(writer.writeAll(batch as [Uint8Array, ...Array<Uint8Array>]), toConnectionError)
+          // One buffer, one write: cheaper than a writev of thousands of small packets.
+          yield* Effect.mapError(writer.write(batch.length === 1 ? batch[0] : Buffer.concat(batch)), toConnectionError)
           lastWrite = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < writtenQos0.length; i++) Deferred.doneUnsafe(writtenQos0[i].receipt, succeedVoid)
           batch.length = 0
