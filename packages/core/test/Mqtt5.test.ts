@@ -3,7 +3,7 @@
  * AUTH challenges, malformed properties…), against a scripted broker.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, Logger, References, Stream } from "effect"
 import * as TestClock from "effect/testing/TestClock"
 import { MqttClient, MqttMessage } from "../src/index.ts"
 import * as FakeBroker from "./utils/FakeBroker.ts"
@@ -298,3 +298,29 @@ describe("request/response", () => {
     }).pipe(Effect.scoped))
 })
 
+
+describe("unsubscribe", () => {
+  it.effect("an UNSUBACK failure code is logged as a warning (ending a stream has no operation to fail)", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        logged.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const broker = yield* FakeBroker.make({
+        protocolVersion: 5,
+        script: (packet, b) => {
+          if (packet.cmd !== "unsubscribe") return false
+          b.send({ cmd: "unsuback", messageId: packet.messageId!, granted: [0x87] })
+          return true
+        }
+      })
+      yield* Effect.gen(function*() {
+        const client = yield* makeClient(broker, v5)
+        yield* Effect.scoped(client.subscribeScoped("private/#", { qos: 1 }))
+        yield* settle
+        yield* settle
+      }).pipe(Effect.scoped, Effect.provideService(References.CurrentLoggers, new Set([capture])))
+      expect(sent(broker, "unsubscribe")).toHaveLength(1)
+      expect(logged.some((line) => line.includes("refused to unsubscribe") && line.includes("private/#"))).toBe(true)
+    }))
+})

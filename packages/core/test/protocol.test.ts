@@ -73,7 +73,7 @@ const subscribeRequest = (topic = "a/#"): SubscribeRequest => ({
 const unsubscribeRequest = (topic = "a/#"): UnsubscribeRequest => ({
   _tag: "Unsubscribe",
   packet: { cmd: "unsubscribe", messageId: 0, unsubscriptions: [topic] },
-  done: Deferred.makeUnsafe<void, MqttError>()
+  done: Deferred.makeUnsafe<ReadonlyArray<number>, MqttError>()
 })
 
 const receive = (protocol: Protocol, packet: Packet): Array<Output> => {
@@ -824,7 +824,7 @@ describe("control acknowledgements and other packets", () => {
     const request = unsubscribeRequest()
     protocol.sendControl(request)
     expect(receive(protocol, { cmd: "unsuback", messageId: request.packet.messageId!, granted: [0] })).toEqual([
-      { _tag: "Unsubscribed", request }
+      { _tag: "Unsubscribed", request, codes: [0] }
     ])
     expect(receive(protocol, { cmd: "unsuback", messageId: request.packet.messageId!, granted: [0] })).toEqual([])
   })

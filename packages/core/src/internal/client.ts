@@ -18,6 +18,7 @@ import {
 } from "../MqttError.ts"
 import type { MqttMessage, PublishMessage } from "../MqttMessage.ts"
 import * as MqttOptions from "../MqttOptions.ts"
+import * as ReasonCode from "../ReasonCode.ts"
 import { topicFilterProblem } from "../Topic.ts"
 import { encode, type Packet } from "./codec.ts"
 import { makeConnection } from "./connection.ts"
@@ -181,16 +182,14 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       // Routed from now on, so nothing sent right after the SUBACK (retained messages) is missed.
       router.add(subscription)
       yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
+        Effect.suspend(() => {
           router.remove(subscription)
           const unused = filters.filter((f) => !router.uses(f))
-          if (unused.length > 0 && !state.closed) {
-            enqueueControl({
-              _tag: "Unsubscribe",
-              packet: { cmd: "unsubscribe", unsubscriptions: unused },
-              done: Deferred.makeUnsafe()
-            })
-          }
+          if (unused.length === 0 || state.closed) return Effect.void
+          const done = Deferred.makeUnsafe<ReadonlyArray<number>, MqttError>()
+          enqueueControl({ _tag: "Unsubscribe", packet: { cmd: "unsubscribe", unsubscriptions: unused }, done })
+          // Unsubscribing is how a stream ends: no operation is left to fail, so a refusal is logged.
+          return Effect.forkIn(reportUnsubscribe(unused, done), scope)
         })
       )
       const done = Deferred.makeUnsafe<SubscribeResult, MqttError>()
@@ -205,6 +204,15 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       subscription.confirmed = true
       return Stream.fromQueue(subscription.messages)
     })
+
+  const reportUnsubscribe = (filters: ReadonlyArray<string>, done: Deferred.Deferred<ReadonlyArray<number>, MqttError>) =>
+    Deferred.await(done).pipe(
+      Effect.flatMap((codes) => {
+        const refused = codes.flatMap((code, i) => (code >= 0x80 ? [`"${filters[i]}": ${ReasonCode.describe(code)} (0x${code.toString(16)})`] : []))
+        return refused.length === 0 ? Effect.void : Effect.logWarning(`effect-mqtt: the broker refused to unsubscribe ${refused.join(", ")}`)
+      }),
+      Effect.ignore
+    )
 
   const subscribe = (
     filter: string | ReadonlyArray<string>,

@@ -115,7 +115,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           wake.openUnsafe()
           break
         case "Unsubscribed":
-          Deferred.doneUnsafe(output.request.done, succeedVoid)
+          Deferred.doneUnsafe(output.request.done, Effect.succeed(output.codes))
           wake.openUnsafe()
           break
         case "Pong":

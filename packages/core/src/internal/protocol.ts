@@ -70,7 +70,8 @@ export interface SubscribeRequest {
 export interface UnsubscribeRequest {
   readonly _tag: "Unsubscribe"
   readonly packet: UnsubscribePacket
-  readonly done: Deferred.Deferred<void, MqttError>
+  /** Succeeds with the UNSUBACK's codes (MQTT 5: one per filter; 3.1.1: none). */
+  readonly done: Deferred.Deferred<ReadonlyArray<number>, MqttError>
 }
 
 export type ControlRequest = SubscribeRequest | UnsubscribeRequest
@@ -99,7 +100,7 @@ export type Output =
     readonly granted: ReadonlyArray<number>
     readonly reason: string | undefined
   }
-  | { readonly _tag: "Unsubscribed"; readonly request: UnsubscribeRequest }
+  | { readonly _tag: "Unsubscribed"; readonly request: UnsubscribeRequest; readonly codes: ReadonlyArray<number> }
   | { readonly _tag: "Pong" }
   /** An AUTH packet from the broker after CONNACK (re-authentication). */
   | { readonly _tag: "Auth"; readonly code: number; readonly data: Uint8Array | undefined; readonly method: string | undefined }
@@ -348,7 +349,7 @@ export class Protocol {
         const request = this.control.get(packet.messageId!)
         if (request === undefined || request._tag !== "Unsubscribe") return
         this.control.delete(packet.messageId!)
-        out.push({ _tag: "Unsubscribed", request })
+        out.push({ _tag: "Unsubscribed", request, codes: Array.isArray(packet.granted) ? packet.granted.slice() : [] })
         return
       }
       case "pingresp":
