@@ -363,32 +363,66 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       let lastWrite = clock.currentTimeMillisUnsafe()
       let lastRead = lastWrite
 
+      const batch: Array<Uint8Array> = []
+      const writtenQos0: Array<PublishRequest> = []
+      let writing = false
+      /**
+       * Writes whatever is ready now (acks we owe, control requests, publishes
+       * the window allows) in one socket write. Both the reader (right after a
+       * read freed the window or produced acks) and the write loop (after new
+       * requests) call it: going through the write loop alone costs event-loop
+       * turns per round trip, and each turn would carry only a few packets.
+       */
+      const flush = Effect.suspend(() => {
+        if (writing) return Effect.void // the other caller is mid-write and flushes again after it
+        collectBatch(batch, writtenQos0)
+        if (batch.length === 0) return Effect.void
+        writing = true
+        // Small packets: one buffer, one write. Large ones: a writev, rather than copying them again.
+        let bytes = 0
+        for (let i = 0; i < batch.length; i++) bytes += batch[i].length
+        const write = batch.length === 1
+          ? writer.write(batch[0])
+          : bytes <= 65_536
+          ? writer.write(Buffer.concat(batch, bytes))
+          : writer.writeAll(batch.slice() as [Uint8Array, ...Array<Uint8Array>])
+        const written = writtenQos0.slice()
+        batch.length = 0
+        writtenQos0.length = 0
+        return write.pipe(
+          Effect.mapError(toConnectionError),
+          Effect.tap(() =>
+            Effect.sync(() => {
+              lastWrite = clock.currentTimeMillisUnsafe()
+              for (let i = 0; i < written.length; i++) Deferred.doneUnsafe(written[i].receipt, succeedVoid)
+              progress.openUnsafe()
+            })
+          ),
+          Effect.ensuring(Effect.sync(() => {
+            writing = false
+            // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
+            wake.openUnsafe()
+          }))
+        )
+      })
+
       const reader = Effect.gen(function*() {
         while (true) {
           const chunks = yield* Effect.mapError(pull, toConnectionError)
           lastRead = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
           if (fatal !== undefined) return yield* Effect.fail(fatal)
+          // Publishers whose receipts this read completed run first, so their next messages join this write.
+          yield* Effect.yieldNow
+          yield* flush
         }
       })
 
-      const batch: Array<Uint8Array> = []
-      const writtenQos0: Array<PublishRequest> = []
       const writeLoop = Effect.gen(function*() {
         while (true) {
           yield* wake.await
           wake.closeUnsafe()
-          collectBatch(batch, writtenQos0)
-          if (batch.length === 0) continue
-          // One buffer, one write: cheaper than a writev of thousands of small packets.
-          yield* Effect.mapError(writer.write(batch.length === 1 ? batch[0] : Buffer.concat(batch)), toConnectionError)
-          lastWrite = clock.currentTimeMillisUnsafe()
-          for (let i = 0; i < writtenQos0.length; i++) Deferred.doneUnsafe(writtenQos0[i].receipt, succeedVoid)
-          batch.length = 0
-          writtenQos0.length = 0
-          progress.openUnsafe()
-          // Let the reader and publishers run between batches.
-          yield* Effect.yieldNow
+          yield* flush
         }
       })
 
