@@ -412,8 +412,6 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           lastRead = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
           if (fatal !== undefined) return yield* Effect.fail(fatal)
-          // Publishers whose receipts this read completed run first, so their next messages join this write.
-          yield* Effect.yieldNow
           yield* flush
         }
       })
