@@ -7,18 +7,11 @@
 import type { MqttOptions } from "@effect-mqtt/core"
 import { Config, ConfigProvider, Duration, Effect, Option, Redacted } from "effect"
 import * as Fs from "node:fs"
-import type { Material } from "./transport.ts"
+import type { TlsInput } from "./transport.ts"
 
 /** The options `config` produces: the client options, TLS, WebSocket headers and the URL. */
-export interface ConfiguredOptions extends MqttOptions.MqttClientOptions {
+export interface ConfiguredOptions extends MqttOptions.MqttClientOptions, TlsInput {
   readonly url: string | ReadonlyArray<string>
-  readonly ca?: Material | undefined
-  readonly cert?: Material | undefined
-  readonly key?: Redacted.Redacted<string | Uint8Array> | undefined
-  readonly passphrase?: Redacted.Redacted<string> | undefined
-  readonly servername?: string | undefined
-  readonly alpnProtocols?: ReadonlyArray<string> | undefined
-  readonly rejectUnauthorized?: boolean | undefined
   readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
 }
 
