@@ -14,20 +14,13 @@ import { X509Certificate } from "node:crypto"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import type { BrokerAddress } from "./url.ts"
+import type { TlsOptions } from "../NodeMqttClient.ts"
 
 /** PEM text or DER/PEM bytes, one or several. */
 export type Material = string | Uint8Array | ReadonlyArray<string | Uint8Array>
 
-/** The TLS options as the user gives them. */
-export interface TlsInput {
-  readonly ca?: Material | undefined
-  readonly cert?: Material | undefined
-  readonly key?: Redacted.Redacted<string | Uint8Array> | undefined
-  readonly passphrase?: Redacted.Redacted<string> | undefined
-  readonly servername?: string | undefined
-  readonly alpnProtocols?: ReadonlyArray<string> | undefined
-  readonly rejectUnauthorized?: boolean | undefined
-}
+/** The TLS options as the user gives them (the public `TlsOptions`). */
+export type TlsInput = TlsOptions
 
 /** Validated TLS settings. The key and passphrase stay `Redacted` until a socket is opened. */
 export interface ResolvedTls {
