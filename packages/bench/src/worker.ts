@@ -47,11 +47,57 @@ const traceMemory = (everyMs: number) => {
   }, everyMs).unref()
 }
 
+interface SamplingNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
+  readonly selfSize: number
+  readonly children: ReadonlyArray<SamplingNode>
+}
+
+/**
+ * `BENCH_ALLOC_PROFILE=1`: sample every allocation (also those already
+ * collected) and print the sites that allocated most to stderr, for finding
+ * what makes the young generation grow. `BENCH_ALLOC_PROFILE=promoted`: only
+ * what survived minor GCs.
+ */
+const profileAllocations = async () => {
+  const Inspector = await import("node:inspector/promises")
+  const session = new Inspector.Session()
+  session.connect()
+  await session.post("HeapProfiler.startSampling", {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    // "promoted": only what survived the young generation (what makes the old one grow)
+    includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_PROFILE !== "promoted"
+  })
+  return async () => {
+    const { profile } = await session.post("HeapProfiler.stopSampling") as { profile: { head: SamplingNode } }
+    const sites = new Map<string, number>()
+    let total = 0
+    const visit = (node: SamplingNode) => {
+      const { functionName, url, lineNumber } = node.callFrame
+      const key = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^.*packages\//, "")}:${lineNumber + 1}`
+      sites.set(key, (sites.get(key) ?? 0) + node.selfSize)
+      total += node.selfSize
+      for (const child of node.children) visit(child)
+    }
+    visit(profile.head)
+    const top = [...sites].sort((a, b) => b[1] - a[1]).slice(0, 30)
+    process.stderr.write(`allocations sampled: ${(total / (1 << 20)).toFixed(1)} MiB\n`)
+    for (const [site, bytes] of top) process.stderr.write(`alloc ${(bytes / (1 << 20)).toFixed(1).padStart(8)} MiB ${site}\n`)
+  }
+}
+
 const main = async () => {
+  // BENCH_HEAP_SNAPSHOT_MS: write a heap snapshot (to the working directory) that many ms after start.
+  if (process.env.BENCH_HEAP_SNAPSHOT_MS) {
+    setTimeout(() => process.stderr.write(`heap snapshot: ${V8.writeHeapSnapshot()}\n`), Number(process.env.BENCH_HEAP_SNAPSHOT_MS)).unref()
+  }
   if (process.env.BENCH_TRACE_MEMORY) traceMemory(Number(process.env.BENCH_TRACE_MEMORY))
+  const stopProfiling = process.env.BENCH_ALLOC_PROFILE ? await profileAllocations() : undefined
   const raw = process.argv[2]
   if (raw === undefined) throw new Error("usage: worker.js '<spec as JSON>'")
   const result = await run(JSON.parse(raw) as WorkerSpec)
+  if (stopProfiling !== undefined) await stopProfiling()
   send({ type: "result", result })
 }
 

@@ -32,13 +32,17 @@ export const startWorker = <R>(spec: WorkerSpec, options: WorkerOptions): Worker
   const nodeArgs = options.profileDir !== undefined
     ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${spec.role}-${process.pid}-${++started}.cpuprofile`]
     : []
-  const child: ChildProcess.ChildProcess = spawnTracked(process.execPath, [...nodeArgs, WORKER, JSON.stringify(spec)], {
+  // BENCH_NODE_ARGS: extra node flags for the workers (e.g. --trace-gc), for investigations.
+  const extraArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter((arg) => arg !== "") ?? []
+  const child: ChildProcess.ChildProcess = spawnTracked(process.execPath, [...nodeArgs, ...extraArgs, WORKER, JSON.stringify(spec)], {
     stdio: ["ignore", "pipe", "pipe"]
   })
   const label = "client" in spec ? `${spec.client} ${spec.role}` : spec.role
   let stderr = ""
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString("utf8")).slice(-4_000)
+    // BENCH_TRACE_MEMORY (see worker.ts): the traces are the point, show them as they come.
+    if (process.env.BENCH_TRACE_MEMORY || process.env.BENCH_ALLOC_PROFILE) process.stderr.write(chunk.toString("utf8").replace(/^(?=.)/gm, `[${label}] `))
   })
 
   let onReady: () => void = () => {}
@@ -67,7 +71,11 @@ export const startWorker = <R>(spec: WorkerSpec, options: WorkerOptions): Worker
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, newline)
       buffered = buffered.slice(newline + 1)
-      if (!line.startsWith(LINE_PREFIX)) continue
+      if (!line.startsWith(LINE_PREFIX)) {
+        // Anything else a worker prints (node --trace-gc, say) is shown when tracing.
+        if (process.env.BENCH_TRACE_MEMORY) process.stderr.write(`[${label}] ${line}\n`)
+        continue
+      }
       const message = JSON.parse(line.slice(LINE_PREFIX.length)) as WorkerMessage
       if (message.type === "ready") onReady()
       else if (message.type === "result") onResult(message.result as R)

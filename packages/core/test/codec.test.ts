@@ -269,6 +269,36 @@ describe("makeDecoder streaming", () => {
     expect(c.packets.map((p) => [p.cmd, p.messageId])).toEqual([["puback", 1], ["publish", 2], ["pingresp", undefined]])
   })
 
+  it.each([4, 5] as const)("decodes the same packets however the stream is cut (v%i, 200 random cuttings)", (version) => {
+    // Repeated and changing topics (the decoder reuses the last topic string), small and large payloads.
+    const topics = ["a/b", "a/b", "a/c", "é/ü", "a/b", "x".repeat(300), "x".repeat(300), "a/b"]
+    const packets: Array<Packet> = topics.map((topic, i) => ({
+      cmd: "publish",
+      topic,
+      payload: Buffer.alloc(i % 3 === 0 ? 20_000 : i, i),
+      qos: (i % 3) as 0 | 1 | 2,
+      dup: false,
+      retain: i % 2 === 0,
+      ...(i % 3 > 0 ? { messageId: i + 1 } : {})
+    }))
+    packets.push({ cmd: "puback", messageId: 7 }, { cmd: "pingresp" })
+    const stream = concat(packets.map((p) => encode(p, version)))
+    let seed = version
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648
+    for (let run = 0; run < 200; run++) {
+      const c = collector(version)
+      let at = 0
+      while (at < stream.length) {
+        const size = 1 + Math.floor(random() * (random() < 0.5 ? 8 : 30_000))
+        c.push(stream.subarray(at, at + size))
+        at += size
+      }
+      expect(c.errors).toEqual([])
+      expect(c.packets).toHaveLength(packets.length)
+      packets.forEach((p, i) => expect(c.packets[i]).toMatchObject(p))
+    }
+  })
+
   it("accepts a plain Uint8Array view with a byte offset (not a Buffer)", () => {
     const bytes = encode({ cmd: "puback", messageId: 0x1234 }, 4)
     const backing = new ArrayBuffer(16)

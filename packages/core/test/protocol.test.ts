@@ -5,7 +5,6 @@ import {
   type ControlRequest,
   type Output,
   Protocol,
-  type PublishRequest,
   readConnack,
   setDup,
   setPacketId,
@@ -14,6 +13,7 @@ import {
   type UnsubscribeRequest
 } from "../src/internal/protocol.ts"
 import type { MqttError } from "../src/MqttError.ts"
+import { PublishRequest } from "../src/internal/publishRequest.ts"
 import type { ProtocolVersion } from "../src/MqttOptions.ts"
 
 // ---------------------------------------------------------------------------
@@ -54,15 +54,13 @@ const encodePublish = (
   return encode(packet, version)
 }
 
-const publishRequest = (topic: string, qos: 0 | 1 | 2, version: ProtocolVersion = 4): PublishRequest => ({
-  topic,
-  qos,
-  bytes: encodePublish(topic, qos, { version }),
-  packet: { cmd: "publish", topic, payload: Buffer.from("payload"), qos, dup: false, retain: false },
-  receipt: Deferred.makeUnsafe<void, MqttError>(),
-  enqueuedAt: 0,
-  messageId: 0
-})
+const publishRequest = (
+  topic: string,
+  qos: 0 | 1 | 2,
+  version: ProtocolVersion = 4,
+  bytes: Uint8Array = encodePublish(topic, qos, { version })
+): PublishRequest =>
+  new PublishRequest(topic, qos, bytes, { cmd: "publish", topic, payload: Buffer.from("payload"), qos, dup: false, retain: false }, 0)
 
 const subscribeRequest = (topic = "a/#"): SubscribeRequest => ({
   _tag: "Subscribe",
@@ -99,7 +97,7 @@ const send = (protocol: Protocol, topic: string, qos: 0 | 1 | 2): PublishRequest
 const template = encodePublish("t", 1)
 const templatePacket: PublishPacket = { cmd: "publish", topic: "t", payload: Buffer.from("payload"), qos: 1, dup: false, retain: false }
 const quickSend = (protocol: Protocol): PublishRequest => {
-  const request: PublishRequest = { topic: "t", qos: 1, bytes: template.slice(), packet: templatePacket, receipt: Deferred.makeUnsafe(), messageId: 0, enqueuedAt: 0 }
+  const request = new PublishRequest("t", 1, template.slice(), templatePacket, 0)
   protocol.sendPublish(request)
   return request
 }
@@ -592,10 +590,7 @@ describe("resume", () => {
 
   it("DUP is cleared again by resume(false) after resume(true), and other header bits are kept", () => {
     const protocol = new Protocol(4, 10)
-    const request: PublishRequest = {
-      ...publishRequest("r", 1),
-      bytes: encodePublish("r", 1, { retain: true })
-    }
+    const request = publishRequest("r", 1, 4, encodePublish("r", 1, { retain: true }))
     protocol.sendPublish(request)
     resume(protocol, true)
     expect(decodePublish(request.bytes)).toMatchObject({ dup: true, retain: true, qos: 1, messageId: 1 })

@@ -23,10 +23,11 @@ import { topicFilterProblem } from "../Topic.ts"
 import { encode, type Packet } from "./codec.ts"
 import { makeConnection } from "./connection.ts"
 import { preparePublish, toBuffer } from "./packets.ts"
-import type { ControlRequest, PublishRequest, SubscribeResult } from "./protocol.ts"
+import type { ControlRequest, SubscribeResult } from "./protocol.ts"
+import { PublishRequest } from "./publishRequest.ts"
 import { makeRequester } from "./requestResponse.ts"
 import { makeSubscription, pump, subscribePacket } from "./router.ts"
-import { emit, makeState } from "./state.ts"
+import { emit, makeState, peekPublish } from "./state.ts"
 
 /** MQTT 5 DISCONNECT codes after which reconnecting would not help (or would fight another client). */
 const FINAL_DISCONNECT_CODES = new Set([0x87, 0x8c, 0x8e])
@@ -64,17 +65,11 @@ export const makeWithSockets = Effect.fnUntraced(function*(
   const prepare = (message: PublishMessage) =>
     preparePublish(message, version, expiryMillis, expiryMillis === undefined ? 0 : clock.currentTimeMillisUnsafe())
 
-  const receiptOf = (request: PublishRequest): MqttClient.PublishReceipt => ({
-    topic: request.topic,
-    qos: request.qos,
-    acknowledged: Deferred.await(request.receipt)
-  })
-
   const drop = (request: PublishRequest, reason: "dropping" | "sliding" | "offline") => {
     if (reason === "dropping") counters.droppedNewest++
     else if (reason === "sliding") counters.droppedOldest++
     else counters.droppedOffline++
-    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageDropped({ topic: request.topic, reason })))
+    request.fail(new MessageDropped({ topic: request.topic, reason }))
     emit(state, { _tag: "MessageDropped", topic: request.topic, reason })
   }
 
@@ -89,12 +84,11 @@ export const makeWithSockets = Effect.fnUntraced(function*(
 
   /** Enqueues without waiting. Returns false when the queue is full (strategies suspend/dropping). */
   const offerNow = (request: PublishRequest): boolean => {
-    if (options.strategy === "sliding" && Queue.isFullUnsafe(publishQueue)) {
-      const evicted = Queue.takeUnsafe(publishQueue)
-      if (evicted !== undefined && Exit.isSuccess(evicted)) drop(evicted.value, "sliding")
-    }
+    // A sliding queue evicts its oldest message itself when offered one more: fail that one's receipt.
+    const evicted = options.strategy === "sliding" && Queue.isFullUnsafe(publishQueue) ? peekPublish(state) : undefined
     if (!Queue.offerUnsafe(publishQueue, request)) return false
-    wake.openUnsafe()
+    if (evicted !== undefined) drop(evicted, "sliding")
+    wake.request()
     return true
   }
 
@@ -110,23 +104,23 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     whenFull: "strategy" | "fail"
   ): Effect.Effect<MqttClient.PublishReceipt, PublishError | QueueFull> => {
     const request = prepare(message)
-    if (!("receipt" in request)) return Effect.fail(request)
+    if (!(request instanceof PublishRequest)) return Effect.fail(request)
     if (state.closed) return Effect.fail(closedError())
     if (dropsOffline(request)) {
       drop(request, "offline")
-      return Effect.succeed(receiptOf(request))
+      return Effect.succeed(request)
     }
-    if (offerNow(request)) return Effect.succeed(receiptOf(request))
+    if (offerNow(request)) return Effect.succeed(request)
     if (whenFull === "fail") return Effect.fail(new QueueFull({ capacity: options.capacity }))
     if (options.strategy === "dropping") {
       drop(request, "dropping")
-      return Effect.succeed(receiptOf(request))
+      return Effect.succeed(request)
     }
     // "suspend": wait for room. Interrupting the offer leaves nothing queued.
     return Effect.flatMap(Queue.offer(publishQueue, request), (offered) => {
       if (!offered) return Effect.fail(closedError())
-      wake.openUnsafe()
-      return Effect.succeed(receiptOf(request))
+      wake.request()
+      return Effect.succeed(request)
     })
   }
 
@@ -141,7 +135,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
 
   const enqueueControl = (request: ControlRequest) => {
     Queue.offerUnsafe(controlQueue, request)
-    wake.openUnsafe()
+    wake.request()
   }
 
   const subscribeScoped = (
@@ -240,12 +234,12 @@ export const makeWithSockets = Effect.fnUntraced(function*(
   const failPending = (error: MqttError) => {
     const failure = Effect.fail(error)
     const { publishes, control } = protocol.drain()
-    for (const request of publishes) Deferred.doneUnsafe(request.receipt, failure)
+    for (const request of publishes) request.fail(error)
     for (const request of control) failControl(request, failure)
     for (;;) {
       const next = Queue.takeUnsafe(publishQueue)
       if (next === undefined || !Exit.isSuccess(next)) break
-      Deferred.doneUnsafe(next.value.receipt, failure)
+      next.value.fail(error)
     }
     for (;;) {
       const next = Queue.takeUnsafe(controlQueue)
@@ -382,7 +376,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
         ...(authenticate.data !== undefined ? { authenticationData: toBuffer(authenticate.data) } : {})
       }
     }, version))
-    wake.openUnsafe()
+    wake.request()
     return Deferred.await(verdict).pipe(
       Effect.ensuring(Effect.sync(() => {
         if (state.reauthentication === verdict) state.reauthentication = undefined

@@ -23,7 +23,7 @@ import {
 } from "../MqttError.ts"
 import { type ConnackPacket, encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
 import { connectPacket, toBuffer } from "./packets.ts"
-import { type ControlRequest, type Output, type PublishRequest, readConnack } from "./protocol.ts"
+import { type ControlRequest, Outputs, type PublishRequest, readConnack } from "./protocol.ts"
 import { type AckTicket, subscribePacket } from "./router.ts"
 import { toConnectionError } from "./socketErrors.ts"
 import { type ClientState, emit, peekPublish } from "./state.ts"
@@ -59,7 +59,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   const sendAck = (ack: Packet) => {
     state.outbox.push(encode(ack, version))
     if (ack.cmd === "puback") protocol.acknowledged(ack.messageId!)
-    wake.openUnsafe()
+    wake.request()
   }
 
 
@@ -68,32 +68,29 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   // ---------------------------------------------------------------------------
 
   /** Settles what the state machine decided. Returns a fatal connection error, if any. */
-  const perform = (outputs: Array<Output>): ConnectionError | undefined => {
+  const perform = (outputs: Outputs): ConnectionError | undefined => {
     let fatal: ConnectionError | undefined
     for (let i = 0; i < outputs.length; i++) {
-      const output = outputs[i]
+      const output = outputs.at(i)
       switch (output._tag) {
         case "Send":
           state.outbox.push(encode(output.packet, version))
-          wake.openUnsafe()
+          wake.request()
           break
         case "Acknowledged":
-          Deferred.doneUnsafe(output.request.receipt, succeedVoid)
-          wake.openUnsafe()
+          output.request.succeed()
+          wake.request()
           progress.openUnsafe()
           break
         case "Rejected":
-          Deferred.doneUnsafe(
-            output.request.receipt,
-            Effect.fail(
-              new PublishRejected({
-                topic: output.request.topic,
-                code: output.code,
-                ...(output.reason !== undefined ? { reason: output.reason } : {})
-              })
-            )
+          output.request.fail(
+            new PublishRejected({
+              topic: output.request.topic,
+              code: output.code,
+              ...(output.reason !== undefined ? { reason: output.reason } : {})
+            })
           )
-          wake.openUnsafe()
+          wake.request()
           progress.openUnsafe()
           break
         case "Deliver":
@@ -112,11 +109,11 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           break
         case "Subscribed":
           Deferred.doneUnsafe(output.request.done, Effect.succeed({ granted: output.granted, reason: output.reason }))
-          wake.openUnsafe()
+          wake.request()
           break
         case "Unsubscribed":
           Deferred.doneUnsafe(output.request.done, Effect.succeed(output.codes))
-          wake.openUnsafe()
+          wake.request()
           break
         case "Pong":
           break
@@ -144,7 +141,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           break
       }
     }
-    outputs.length = 0
+    outputs.clear()
     return fatal
   }
 
@@ -172,7 +169,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       const refusal = refuseBeforeSending(request)
       if (refusal !== undefined) {
         Queue.takeUnsafe(publishQueue)
-        Deferred.doneUnsafe(request.receipt, Effect.fail(refusal))
+        request.fail(refusal)
         continue
       }
       if (request.qos > 0 && (!protocol.hasWindow || !protocol.hasFreeId)) break
@@ -230,7 +227,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
 
   const expire = (request: PublishRequest) => {
     counters.expired++
-    Deferred.doneUnsafe(request.receipt, Effect.fail(new MessageExpired({ topic: request.topic, expiryMillis: expiryMillis! })))
+    request.fail(new MessageExpired({ topic: request.topic, expiryMillis: expiryMillis! }))
     emit(state, { _tag: "MessageExpired", topic: request.topic })
   }
 
@@ -256,7 +253,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   /** One connection: dial, CONNECT/CONNACK, then read, write and keep alive until something fails. */
   const runConnection = (socket: Socket.Socket, onEstablished: () => void) =>
     Effect.gen(function*() {
-      const outputs: Array<Output> = []
+      const outputs = new Outputs()
       let fatal: ConnectionError | undefined
       let connack: ConnackPacket | undefined
       const early: Array<Packet> = []
@@ -319,7 +316,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       // Established: resend what the session needs before anything new.
       if (!result.sessionPresent && options.onSessionLost === "fail") {
         for (const request of protocol.abandonPublishes()) {
-          Deferred.doneUnsafe(request.receipt, Effect.fail(new SessionLost({ topic: request.topic })))
+          request.fail(new SessionLost({ topic: request.topic }))
         }
         progress.openUnsafe()
       }
@@ -358,7 +355,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       for (const packet of early) protocol.receive(packet, outputs)
       fatal ??= perform(outputs)
       if (fatal !== undefined) return yield* Effect.fail(fatal)
-      wake.openUnsafe()
+      wake.request()
 
       let lastWrite = clock.currentTimeMillisUnsafe()
       let lastRead = lastWrite
@@ -394,14 +391,14 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           Effect.tap(() =>
             Effect.sync(() => {
               lastWrite = clock.currentTimeMillisUnsafe()
-              for (let i = 0; i < written.length; i++) Deferred.doneUnsafe(written[i].receipt, succeedVoid)
+              for (let i = 0; i < written.length; i++) written[i].succeed()
               progress.openUnsafe()
             })
           ),
           Effect.ensuring(Effect.sync(() => {
             writing = false
             // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
-            wake.openUnsafe()
+            wake.request()
           }))
         )
       })
@@ -418,8 +415,8 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
 
       const writeLoop = Effect.gen(function*() {
         while (true) {
-          yield* wake.await
-          wake.closeUnsafe()
+          yield* wake.latch.await
+          wake.latch.closeUnsafe()
           yield* flush
         }
       })
@@ -439,7 +436,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           if (pingSentAt === undefined && (now - lastWrite >= keepAliveMillis || now - lastRead >= keepAliveMillis)) {
             pingSentAt = now
             state.outbox.push(encode({ cmd: "pingreq" }, version))
-            wake.openUnsafe()
+            wake.request()
           }
           const wait = pingSentAt !== undefined
             ? pingSentAt + keepAliveMillis / 2 - now
@@ -456,7 +453,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           const challenge = yield* Queue.take(inbox)
           const answer = yield* answerChallenge(challenge.data)
           state.outbox.push(encode(answer, version))
-          wake.openUnsafe()
+          wake.request()
         }
       })
 

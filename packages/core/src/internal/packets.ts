@@ -3,13 +3,13 @@
  * the caller's fiber (so bad input fails before anything is queued, and the
  * event loop only copies bytes), and the CONNECT packet.
  */
-import { Deferred, Redacted } from "effect"
-import { InvalidOptions, InvalidTopic, type MqttError } from "../MqttError.ts"
+import { Redacted } from "effect"
+import { InvalidOptions, InvalidTopic } from "../MqttError.ts"
 import type { PublishMessage } from "../MqttMessage.ts"
 import type { ProtocolVersion, ResolvedOptions } from "../MqttOptions.ts"
 import { topicNameProblem } from "../Topic.ts"
 import { encode, type Packet, type PublishPacket } from "./codec.ts"
-import type { PublishRequest } from "./protocol.ts"
+import { PublishRequest } from "./publishRequest.ts"
 
 /** MQTT's largest remaining length (256 MiB - 1). */
 const MAX_PAYLOAD = 268_435_455
@@ -47,30 +47,39 @@ export const preparePublish = (
   if (expiryMillis !== undefined && version === 5 && properties?.messageExpiryInterval === undefined) {
     properties = { ...properties, messageExpiryInterval: Math.ceil(expiryMillis / 1000) }
   }
-  const packet: PublishPacket = {
-    cmd: "publish",
-    topic,
-    payload: body,
-    qos,
-    retain: message.retain ?? false,
-    dup: false,
-    ...(qos > 0 ? { messageId: 1 } : {}),
-    ...(properties !== undefined ? { properties } : {})
-  }
+  const packet = new OutgoingPublish(topic, body, qos, message.retain ?? false, properties) as PublishPacket
   let bytes: Uint8Array
   try {
     bytes = encode(packet, version)
   } catch (error) {
     return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
   }
-  return {
-    topic,
-    qos,
-    bytes,
-    packet,
-    receipt: Deferred.makeUnsafe<void, MqttError>(),
-    messageId: 0,
-    enqueuedAt: now
+  return new PublishRequest(topic, qos, bytes, packet, now)
+}
+
+/**
+ * The PUBLISH a request encodes. A class rather than an object literal, like
+ * the other per-message objects: see `DecodedPublish` in codec.ts (V8
+ * pretenuring of literals that outlive a young-generation GC, as queued
+ * publishes do).
+ */
+class OutgoingPublish {
+  readonly cmd = "publish"
+  readonly topic: string
+  readonly payload: string | Buffer
+  readonly qos: 0 | 1 | 2
+  readonly retain: boolean
+  readonly dup = false
+  /** A placeholder for QoS 1/2: the real id is patched into the bytes when sent. */
+  readonly messageId: number | undefined
+  readonly properties: PublishPacket["properties"]
+  constructor(topic: string, payload: string | Buffer, qos: 0 | 1 | 2, retain: boolean, properties: PublishPacket["properties"]) {
+    this.topic = topic
+    this.payload = payload
+    this.qos = qos
+    this.retain = retain
+    this.messageId = qos > 0 ? 1 : undefined
+    this.properties = properties
   }
 }
 

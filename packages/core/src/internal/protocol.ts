@@ -15,23 +15,9 @@ import type { MqttError } from "../MqttError.ts"
 import type { ProtocolVersion } from "../MqttOptions.ts"
 import * as ReasonCode from "../ReasonCode.ts"
 import type { ConnackPacket, Packet, PublishPacket, SubscribePacket, UnsubscribePacket } from "./codec.ts"
+import type { PublishRequest } from "./publishRequest.ts"
 
-/**
- * A publish accepted into the queue, already encoded by the caller's fiber
- * (so bad input fails before it is queued, and the event loop only copies
- * bytes). QoS 1/2 get their packet id patched into `bytes` when sent.
- */
-export interface PublishRequest {
-  readonly topic: string
-  readonly qos: 0 | 1 | 2
-  readonly bytes: Uint8Array
-  /** The packet `bytes` encode (kept to re-encode with a topic alias). */
-  readonly packet: PublishPacket
-  readonly receipt: Deferred.Deferred<void, MqttError>
-  messageId: number
-  /** Clock time it was queued (only set when `messageExpiry` is on). */
-  readonly enqueuedAt: number
-}
+export type { PublishRequest } from "./publishRequest.ts"
 
 /** Offset of the packet id in an encoded QoS 1/2 PUBLISH: after the fixed header and the topic. */
 const packetIdOffset = (bytes: Uint8Array): number => {
@@ -146,6 +132,34 @@ const packetSize = (remainingLength: number) =>
   1 + (remainingLength < 128 ? 1 : remainingLength < 16_384 ? 2 : remainingLength < 2_097_152 ? 3 : 4) +
   remainingLength
 
+/** Where the state machine puts its decisions (an array will do). */
+export interface OutputSink {
+  push(output: Output): void
+}
+
+/**
+ * A reusable list of outputs. Emptying a JS array (`length = 0`) gives its
+ * storage back, so the next `push` allocates again: once per packet on the
+ * receive path. This one keeps its storage and only clears the references.
+ */
+export class Outputs implements OutputSink {
+  private readonly items: Array<Output | undefined> = []
+  length = 0
+
+  push(output: Output): void {
+    this.items[this.length++] = output
+  }
+
+  at(index: number): Output {
+    return this.items[index]!
+  }
+
+  clear(): void {
+    for (let i = 0; i < this.length; i++) this.items[i] = undefined
+    this.length = 0
+  }
+}
+
 export class Protocol {
   /** Outgoing QoS 1/2 publishes awaiting acknowledgement, in the order they were first sent. */
   private readonly inflight = new Map<number, Inflight>()
@@ -254,7 +268,7 @@ export class Protocol {
   }
 
   /** Handles one packet from the broker (after CONNACK). */
-  receive(packet: Packet, out: Array<Output>): void {
+  receive(packet: Packet, out: OutputSink): void {
     const maximumPacketSize = this.limits.maximumPacketSize
     if (maximumPacketSize !== undefined && packet.length !== undefined && packetSize(packet.length) > maximumPacketSize) {
       out.push({ _tag: "ProtocolViolation", reason: `a ${packet.cmd.toUpperCase()} larger than our Maximum Packet Size`, code: 0x95 })
@@ -381,7 +395,7 @@ export class Protocol {
    * sets it, an empty topic with an alias uses it. False (and a violation) when
    * the alias is out of range or unknown.
    */
-  private resolveAlias(packet: PublishPacket, out: Array<Output>): boolean {
+  private resolveAlias(packet: PublishPacket, out: OutputSink): boolean {
     const alias = packet.properties?.topicAlias
     if (alias === undefined) {
       if (packet.topic.length > 0) return true

@@ -67,7 +67,13 @@ export const makeSubscription = (options: {
   readonly retainHandling: 0 | 1 | 2 | undefined
   readonly id: number | undefined
 }): Effect.Effect<Subscription> =>
-  Effect.map(Queue.bounded<MqttMessage, MqttError | Cause.Done>(options.bufferSize), (messages) => ({
+  Effect.map(
+    Queue.make<MqttMessage, MqttError | Cause.Done>({
+      capacity: options.bufferSize,
+      // The queue slides by itself (without handing back the evicted message); drops are counted in `offer`.
+      strategy: options.strategy === "sliding" ? "sliding" : "suspend"
+    }),
+    (messages) => ({
     ...options,
     idSent: false,
     messages,
@@ -75,7 +81,8 @@ export const makeSubscription = (options: {
     pendingQos0: 0,
     wakePump: Latch.makeUnsafe(false),
     confirmed: false
-  }))
+  })
+  )
 
 export class Router {
   private readonly subscriptions = new Set<Subscription>()
@@ -129,15 +136,15 @@ export class Router {
   }
 
   private offer(subscription: Subscription, message: MqttMessage, ticket: AckTicket | undefined): void {
+    if (subscription.strategy === "sliding") {
+      if (Queue.isFullUnsafe(subscription.messages)) this.dropped++ // the oldest makes room
+      Queue.offerUnsafe(subscription.messages, message)
+      return
+    }
     // Behind waiting messages a new one waits too, so the order is kept.
     if (subscription.pending.length === 0 && Queue.offerUnsafe(subscription.messages, message)) return
     switch (subscription.strategy) {
       case "dropping":
-        this.dropped++
-        return
-      case "sliding":
-        Queue.takeUnsafe(subscription.messages)
-        Queue.offerUnsafe(subscription.messages, message)
         this.dropped++
         return
       case "suspend":
@@ -198,11 +205,23 @@ export const subscribePacket = (subscription: Subscription): SubscribePacket => 
   }))
 })
 
-const toMessage = (packet: PublishPacket): MqttMessage => ({
-  topic: packet.topic,
-  payload: packet.payload as Uint8Array,
-  qos: packet.qos,
-  retain: packet.retain,
-  dup: packet.dup,
-  properties: packet.properties
-})
+const toMessage = (packet: PublishPacket): MqttMessage =>
+  new ReceivedMessage(packet.topic, packet.payload as Uint8Array, packet.qos, packet.retain, packet.dup, packet.properties)
+
+/** A delivered message. A class, not an object literal: see `DecodedPublish` in codec.ts (V8 pretenuring). */
+class ReceivedMessage implements MqttMessage {
+  readonly topic: string
+  readonly payload: Uint8Array
+  readonly qos: QoS
+  readonly retain: boolean
+  readonly dup: boolean
+  readonly properties: PublishPacket["properties"]
+  constructor(topic: string, payload: Uint8Array, qos: QoS, retain: boolean, dup: boolean, properties: PublishPacket["properties"]) {
+    this.topic = topic
+    this.payload = payload
+    this.qos = qos
+    this.retain = retain
+    this.dup = dup
+    this.properties = properties
+  }
+}

@@ -24,8 +24,8 @@ export interface ClientState {
   readonly events: PubSub.PubSub<MqttEvent>
   readonly protocol: Protocol
   readonly router: Router
-  /** Opened whenever the writer may have something to write. */
-  readonly wake: Latch.Latch
+  /** Requested whenever the writer may have something to write. */
+  readonly wake: Wake
   /** Opened on every acknowledgement and written batch, for `disconnect({ drain })`. */
   readonly progress: Latch.Latch
   readonly aliases: OutgoingAliases
@@ -72,7 +72,7 @@ export const makeState = (options: ResolvedOptions, clock: Clock.Clock): Effect.
       events: yield* PubSub.sliding<MqttEvent>(4096),
       protocol: new Protocol(options.protocolVersion, options.maxInflight),
       router: new Router(),
-      wake: Latch.makeUnsafe(false),
+      wake: new Wake(),
       progress: Latch.makeUnsafe(false),
       aliases: new OutgoingAliases(),
       counters: { sent: 0, received: 0, droppedNewest: 0, droppedOldest: 0, droppedOffline: 0, expired: 0, connections: 0 },
@@ -90,6 +90,30 @@ export const makeState = (options: ResolvedOptions, clock: Clock.Clock): Effect.
       closeWith: undefined
     }
   })
+
+/**
+ * Tells the write loop there may be something to write. Requests are
+ * coalesced to one per microtask: everything made ready in one synchronous
+ * run (a burst of publishes, the acknowledgements of one socket read) goes
+ * out in one socket write. Opening the latch directly would resume the write
+ * loop on the spot (Effect resumes a latch's waiters synchronously), so every
+ * publish would be its own write and its own system call.
+ */
+export class Wake {
+  /** Opened (a microtask after a request) when the writer should look for work. */
+  readonly latch: Latch.Latch = Latch.makeUnsafe(false)
+  private requested = false
+  private readonly fire = () => {
+    this.requested = false
+    this.latch.openUnsafe()
+  }
+
+  request(): void {
+    if (this.requested) return
+    this.requested = true
+    queueMicrotask(this.fire)
+  }
+}
 
 /** Publishes an event to `client.events` subscribers (never waits: the PubSub slides). */
 export const emit = (state: ClientState, event: MqttEvent): void => {

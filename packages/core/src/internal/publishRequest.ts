@@ -1,0 +1,75 @@
+/**
+ * One accepted publish. The same object is the caller's receipt, so a
+ * publish allocates no more than it must: the request, its encoded bytes and
+ * the packet. The `Deferred` behind `acknowledged` is made only when someone
+ * asks before the outcome is known (most QoS 0 receipts are never awaited).
+ */
+import * as Deferred from "effect/Deferred"
+import type * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { NodeInspectSymbol } from "effect/Inspectable"
+import type { PublishReceipt } from "../MqttClient.ts"
+import type { MqttError } from "../MqttError.ts"
+import type { QoS } from "../MqttMessage.ts"
+import type { PublishPacket } from "./codec.ts"
+
+/**
+ * A publish accepted into the queue, already encoded by the caller's fiber
+ * (so bad input fails before it is queued, and the event loop only copies
+ * bytes). QoS 1/2 get their packet id patched into `bytes` when sent.
+ */
+export class PublishRequest implements PublishReceipt {
+  readonly topic: string
+  readonly qos: QoS
+  readonly bytes: Uint8Array
+  /** The packet `bytes` encode (kept to re-encode with a topic alias). */
+  readonly packet: PublishPacket
+  /** Clock time it was queued (only set when `messageExpiry` is on). */
+  readonly enqueuedAt: number
+  messageId = 0
+  private outcome: Exit.Exit<void, MqttError> | undefined = undefined
+  private waiting: Deferred.Deferred<void, MqttError> | undefined = undefined
+
+  constructor(topic: string, qos: QoS, bytes: Uint8Array, packet: PublishPacket, enqueuedAt: number) {
+    this.topic = topic
+    this.qos = qos
+    this.bytes = bytes
+    this.packet = packet
+    this.enqueuedAt = enqueuedAt
+  }
+
+  /** The receipt: see `PublishReceipt.acknowledged`. */
+  get acknowledged(): Effect.Effect<void, MqttError> {
+    if (this.outcome !== undefined) return this.outcome
+    this.waiting ??= Deferred.makeUnsafe<void, MqttError>()
+    return Deferred.await(this.waiting)
+  }
+
+  /** Whether the outcome is known. */
+  get settled(): boolean {
+    return this.outcome !== undefined
+  }
+
+  /** Acknowledged (or, at QoS 0, written). Only the first outcome counts. */
+  succeed(): void {
+    this.settle(Exit.void)
+  }
+
+  fail(error: MqttError): void {
+    this.settle(Exit.fail(error))
+  }
+
+  private settle(outcome: Exit.Exit<void, MqttError>): void {
+    if (this.outcome !== undefined) return
+    this.outcome = outcome
+    if (this.waiting !== undefined) Deferred.doneUnsafe(this.waiting, outcome)
+  }
+
+  toJSON(): unknown {
+    return { _id: "PublishReceipt", topic: this.topic, qos: this.qos }
+  }
+
+  [NodeInspectSymbol](): unknown {
+    return this.toJSON()
+  }
+}
