@@ -361,7 +361,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       let lastRead = lastWrite
 
       const batch: Array<Uint8Array> = []
-      const writtenQos0: Array<PublishRequest> = []
+      let writtenQos0: Array<PublishRequest> = []
       let writing = false
       /**
        * Writes whatever is ready now (acks we owe, control requests, publishes
@@ -370,6 +370,22 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
        * requests) call it: going through the write loop alone costs event-loop
        * turns per round trip, and each turn would carry only a few packets.
        */
+      /** The QoS 0 publishes of the write in progress: written means done for them. */
+      let writingQos0: Array<PublishRequest> = []
+      const afterWrite = (exit: Exit.Exit<void, Socket.SocketError>): Effect.Effect<void, ConnectionError> => {
+        writing = false
+        // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
+        wake.request()
+        if (Exit.isFailure(exit)) return Effect.mapError(exit, toConnectionError)
+        lastWrite = clock.currentTimeMillisUnsafe()
+        const written = writingQos0
+        if (written.length > 0) {
+          writingQos0 = []
+          for (let i = 0; i < written.length; i++) written[i].succeed()
+        }
+        progress.openUnsafe()
+        return Effect.void
+      }
       const flush = Effect.suspend(() => {
         if (writing) return Effect.void // the other caller is mid-write and flushes again after it
         collectBatch(batch, writtenQos0)
@@ -383,29 +399,19 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           : bytes <= 65_536
           ? writer.write(Buffer.concat(batch, bytes))
           : writer.writeAll(batch.slice() as [Uint8Array, ...Array<Uint8Array>])
-        const written = writtenQos0.slice()
         batch.length = 0
-        writtenQos0.length = 0
-        return write.pipe(
-          Effect.mapError(toConnectionError),
-          Effect.tap(() =>
-            Effect.sync(() => {
-              lastWrite = clock.currentTimeMillisUnsafe()
-              for (let i = 0; i < written.length; i++) written[i].succeed()
-              progress.openUnsafe()
-            })
-          ),
-          Effect.ensuring(Effect.sync(() => {
-            writing = false
-            // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
-            wake.request()
-          }))
-        )
+        if (writtenQos0.length > 0) {
+          writingQos0 = writtenQos0
+          writtenQos0 = []
+        }
+        // One continuation per write (this runs for every batch).
+        return Effect.flatMap(Effect.exit(write), afterWrite)
       })
 
+      const readChunks = Effect.mapError(pull, toConnectionError)
       const reader = Effect.gen(function*() {
         while (true) {
-          const chunks = yield* Effect.mapError(pull, toConnectionError)
+          const chunks = yield* readChunks
           lastRead = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
           if (fatal !== undefined) return yield* Effect.fail(fatal)
