@@ -4,6 +4,7 @@
  * the TestClock; no test sleeps.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Util from "node:util"
 import { Effect, Fiber, Redacted, Stream } from "effect"
 import * as TestClock from "effect/testing/TestClock"
 import * as Socket from "effect/socket/Socket"
@@ -52,6 +53,39 @@ describe("connection", () => {
       expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(1000)
       // CONNECT, then the 1000 publishes in one batch
       expect(broker.writes.count).toBeLessThanOrEqual(3)
+    }).pipe(Effect.scoped))
+
+  it.effect("a burst of publishes while connected leaves in one write, not one write per publish", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      yield* settle
+      expect((yield* client.stats).connected).toBe(true)
+      const before = broker.writes.count
+      const receipts = []
+      for (let i = 0; i < 100; i++) receipts.push(yield* client.publish({ topic: "burst", payload: `m${i}`, qos: 1 }))
+      for (const receipt of receipts) yield* receipt.acknowledged
+      expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(100)
+      // One write per scheduler turn of the publishing fiber (it yields every few hundred operations), where
+      // waking the write loop per publish made it 100.
+      expect(broker.writes.count - before).toBeLessThan(10)
+    }).pipe(Effect.scoped))
+
+  it.effect("a receipt can be awaited before and after its outcome, any number of times, and shows only topic and QoS", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      yield* settle
+      const early = yield* client.publish({ topic: "r/1", payload: "a", qos: 1 })
+      const waiting = yield* Effect.forkChild(early.acknowledged) // asked before the PUBACK
+      const late = yield* client.publish({ topic: "r/2", payload: "b", qos: 1 })
+      yield* settle
+      yield* Fiber.join(waiting)
+      yield* late.acknowledged // asked after the PUBACK
+      yield* late.acknowledged
+      yield* early.acknowledged
+      expect(Util.inspect(late)).toBe("{ _id: 'PublishReceipt', topic: 'r/2', qos: 1 }")
+      expect(JSON.stringify(late)).toBe(JSON.stringify({ _id: "PublishReceipt", topic: "r/2", qos: 1 }))
     }).pipe(Effect.scoped))
 
   it.effect("a refused CONNACK stops the client and fails pending work with ConnectionRefused", () =>
