@@ -5,6 +5,11 @@
 import * as MqttPacket from "mqtt-packet"
 import type { ProtocolVersion } from "../MqttOptions.ts"
 
+// mqtt-packet builds a cache of 65,536 two-byte Buffers (about 10 MiB of RSS) on its first `generate`, to
+// write packet ids fast. Every packet that is frequent enough for that to matter is encoded here without
+// mqtt-packet, so the cache would only cost memory: build those few bytes as needed instead.
+MqttPacket.writeToStream.cacheNumbers = false
+
 export type Packet = MqttPacket.Packet
 export type PublishPacket = MqttPacket.IPublishPacket
 export type ConnectPacket = MqttPacket.IConnectPacket

@@ -341,6 +341,8 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       for (const item of resend) first.push(item instanceof Uint8Array ? item : encode(item, version))
       // Acks and pings owed on the old connection are dropped: a kept session makes the broker resend.
       state.outbox = first
+      wake.hasWork = () =>
+        state.outbox.length > 0 || Queue.sizeUnsafe(publishQueue) > 0 || Queue.sizeUnsafe(controlQueue) > 0
       state.connected = true
       state.currentWriter = writer
       counters.connections++

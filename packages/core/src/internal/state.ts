@@ -102,10 +102,16 @@ export const makeState = (options: ResolvedOptions, clock: Clock.Clock): Effect.
 export class Wake {
   /** Opened (a microtask after a request) when the writer should look for work. */
   readonly latch: Latch.Latch = Latch.makeUnsafe(false)
+  /**
+   * Whether the writer has anything to look at; set by the connection. A
+   * request whose work was already written (by the reader, right after the
+   * read that produced it) then costs no write-loop turn.
+   */
+  hasWork: () => boolean = () => true
   private requested = false
   private readonly fire = () => {
     this.requested = false
-    this.latch.openUnsafe()
+    if (this.hasWork()) this.latch.openUnsafe()
   }
 
   request(): void {
