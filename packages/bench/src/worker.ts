@@ -8,7 +8,7 @@
  * the other way round.
  */
 import * as V8 from "node:v8"
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import { send } from "./measure.ts"
 import type { CodecResult, PublishResult, SubscribeResult, WorkerSpec } from "./protocol.ts"
 

@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as ReasonCode from "./ReasonCode.ts"
 
 /**

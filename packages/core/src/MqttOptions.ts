@@ -20,7 +20,12 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import { type ConnectionRefused, InvalidOptions } from "./MqttError.ts"
 import type { UserProperties } from "./MqttMessage.ts"
 import { topicNameProblem } from "./Topic.ts"

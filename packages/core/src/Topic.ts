@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { InvalidTopic } from "./MqttError.ts"
 
 const MAX_BYTES = 65_535

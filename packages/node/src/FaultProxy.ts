@@ -20,7 +20,8 @@
  * @since 0.1.0
  */
 import * as Net from "node:net"
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 
 /**

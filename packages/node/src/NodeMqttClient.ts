@@ -21,7 +21,10 @@
  * @since 0.1.0
  */
 import { MqttClient, MqttError, type MqttOptions } from "@effect-mqtt/core"
-import { type Config, Effect, Layer, type Redacted } from "effect"
+import type * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Socket from "effect/socket/Socket"
 import * as internalConfig from "./internal/config.ts"

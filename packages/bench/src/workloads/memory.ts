@@ -25,6 +25,7 @@ const metrics: ReadonlyArray<Metric> = [
   { key: "pubPeakRssMiB", label: "publisher RSS MiB", unit: "MiB", better: "lower", digits: 1 },
   { key: "received", label: "received", unit: "msgs", better: "higher", digits: 0 },
   { key: "dropped", label: "dropped (pub + sub)", unit: "msgs", better: "lower", digits: 0 },
+  { key: "publisherDropped", label: "of which by the publisher", unit: "msgs", better: "lower", digits: 0 },
   { key: "unaccounted", label: "published - dropped - received", unit: "msgs", better: "lower", digits: 0 }
 ]
 
@@ -81,6 +82,7 @@ const variant = (count: number): Variant => ({
         published: pub.published,
         received: sub.received,
         dropped: pub.dropped + (sub.dropped ?? 0),
+        publisherDropped: pub.dropped,
         unaccounted: missing,
         publishSeconds: (pub.doneAt - pub.firstPublishAt) / 1000
       },

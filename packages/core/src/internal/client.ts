@@ -2,7 +2,18 @@
  * The client: its caller side (publish, subscribe, stats, disconnect) and the
  * supervised event loop that runs one connection after another.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, PubSub, Queue, Schedule, Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {
@@ -69,7 +80,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     if (reason === "dropping") counters.droppedNewest++
     else if (reason === "sliding") counters.droppedOldest++
     else counters.droppedOffline++
-    request.fail(new MessageDropped({ topic: request.topic, reason }))
+    request.failLazily(() => new MessageDropped({ topic: request.topic, reason }))
     emit(state, { _tag: "MessageDropped", topic: request.topic, reason })
   }
 
@@ -82,13 +93,18 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       ? new ClientClosed()
       : new ClientClosed({ reason: state.stoppedWith.message })
 
+  const flushAt = Math.max(1, Math.min(Math.ceil(options.capacity / 2), 4096))
+
   /** Enqueues without waiting. Returns false when the queue is full (strategies suspend/dropping). */
   const offerNow = (request: PublishRequest): boolean => {
     // A sliding queue evicts its oldest message itself when offered one more: fail that one's receipt.
     const evicted = options.strategy === "sliding" && Queue.isFullUnsafe(publishQueue) ? peekPublish(state) : undefined
     if (!Queue.offerUnsafe(publishQueue, request)) return false
     if (evicted !== undefined) drop(evicted, "sliding")
-    wake.request()
+    // Writes are batched per microtask; a burst that has filled half the queue is written at once instead, so a
+    // synchronous loop of publishes (a paced publisher catching up after a GC pause, say) is not dropped by its own size.
+    if (Queue.sizeUnsafe(publishQueue) >= flushAt) wake.now()
+    else wake.request()
     return true
   }
 

@@ -4,7 +4,12 @@
  * and keep alive until something fails. The state machine decides; this
  * module performs its decisions.
  */
-import { Clock, Deferred, Duration, Effect, Exit, Queue } from "effect"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
 import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {

@@ -3,7 +3,7 @@
  * the caller's fiber (so bad input fails before anything is queued, and the
  * event loop only copies bytes), and the CONNECT packet.
  */
-import { Redacted } from "effect"
+import * as Redacted from "effect/Redacted"
 import { InvalidOptions, InvalidTopic } from "../MqttError.ts"
 import type { PublishMessage } from "../MqttMessage.ts"
 import type { ProtocolVersion, ResolvedOptions } from "../MqttOptions.ts"

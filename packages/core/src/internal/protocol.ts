@@ -10,7 +10,7 @@
  * purpose: this is the publish hot path, and copying maps per packet would
  * cost allocations for nothing.
  */
-import type { Deferred } from "effect"
+import type * as Deferred from "effect/Deferred"
 import type { MqttError } from "../MqttError.ts"
 import type { ProtocolVersion } from "../MqttOptions.ts"
 import * as ReasonCode from "../ReasonCode.ts"

@@ -5,7 +5,7 @@
  * asks before the outcome is known (most QoS 0 receipts are never awaited).
  */
 import * as Deferred from "effect/Deferred"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { NodeInspectSymbol } from "effect/Inspectable"
 import type { PublishReceipt } from "../MqttClient.ts"
@@ -27,7 +27,7 @@ export class PublishRequest implements PublishReceipt {
   /** Clock time it was queued (only set when `messageExpiry` is on). */
   readonly enqueuedAt: number
   messageId = 0
-  private outcome: Exit.Exit<void, MqttError> | undefined = undefined
+  private outcome: Effect.Effect<void, MqttError> | undefined = undefined
   private waiting: Deferred.Deferred<void, MqttError> | undefined = undefined
 
   constructor(topic: string, qos: QoS, bytes: Uint8Array, packet: PublishPacket, enqueuedAt: number) {
@@ -59,7 +59,17 @@ export class PublishRequest implements PublishReceipt {
     this.settle(Exit.fail(error))
   }
 
-  private settle(outcome: Exit.Exit<void, MqttError>): void {
+  /**
+   * Failed, with the error made only when someone looks at the receipt. For
+   * drops: a flood can drop tens of thousands of messages a second whose
+   * receipts nobody reads, and an error object (with its stack) each is
+   * most of the cost of dropping.
+   */
+  failLazily(makeError: () => MqttError): void {
+    this.settle(Effect.suspend(() => Effect.fail(makeError())))
+  }
+
+  private settle(outcome: Effect.Effect<void, MqttError>): void {
     if (this.outcome !== undefined) return
     this.outcome = outcome
     if (this.waiting !== undefined) Deferred.doneUnsafe(this.waiting, outcome)

@@ -3,7 +3,11 @@
  * topic per client (subscribed on first use, for the client's lifetime), and
  * requests matched to responses by random Correlation Data.
  */
-import { Deferred, Duration, Effect, Scope, Stream } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as MqttClient from "../MqttClient.ts"
 import { InvalidOptions, type MqttError, RequestTimeout } from "../MqttError.ts"
 import type { MqttMessage, PublishMessage } from "../MqttMessage.ts"

@@ -12,7 +12,10 @@
  * our own publishes are never held up). QoS 0 has no acknowledgement to hold
  * back: beyond the buffer it is dropped per strategy and counted.
  */
-import { Cause, Effect, Latch, Queue } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
+import * as Queue from "effect/Queue"
 import type { MqttError } from "../MqttError.ts"
 import type { MqttMessage, QoS } from "../MqttMessage.ts"
 import type { Strategy } from "../MqttOptions.ts"

@@ -3,7 +3,13 @@
  * stats) and its event loop (connections): queues, the protocol state
  * machine, the router, and the few mutable facts about the current connection.
  */
-import { type Clock, type Deferred, Duration, Effect, Latch, PubSub, Queue } from "effect"
+import type * as Clock from "effect/Clock"
+import type * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import type * as Socket from "effect/socket/Socket"
 import type { MqttError } from "../MqttError.ts"
 import type { MqttEvent, ServerProperties } from "../MqttEvent.ts"
@@ -118,6 +124,11 @@ export class Wake {
     if (this.requested) return
     this.requested = true
     queueMicrotask(this.fire)
+  }
+
+  /** Runs the write loop now (when it is waiting): a burst that would otherwise overflow the queue before the next microtask. */
+  now(): void {
+    this.latch.openUnsafe()
   }
 }
 

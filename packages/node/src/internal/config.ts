@@ -5,7 +5,12 @@
  * loaded; a missing file is a `ConfigError` naming the variable.
  */
 import type { MqttOptions } from "@effect-mqtt/core"
-import { Config, ConfigProvider, Duration, Effect, Option, Redacted } from "effect"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Fs from "node:fs"
 import type { TlsInput } from "./transport.ts"
 

@@ -4,7 +4,8 @@
  * reason never contains the password (nor any query value that could be one).
  */
 import { MqttError, type MqttOptions } from "@effect-mqtt/core"
-import { Effect, Redacted } from "effect"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as Net from "node:net"
 
 /** How bytes reach the broker. */
