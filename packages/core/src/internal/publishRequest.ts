@@ -45,11 +45,6 @@ export class PublishRequest implements PublishReceipt {
     return Deferred.await(this.waiting)
   }
 
-  /** Whether the outcome is known. */
-  get settled(): boolean {
-    return this.outcome !== undefined
-  }
-
   /** Acknowledged (or, at QoS 0, written). Only the first outcome counts. */
   succeed(): void {
     this.settle(Exit.void)
