@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Util from "node:util"
-import { Effect, Fiber, Redacted, Stream } from "effect"
+import { Effect, Exit, Fiber, Redacted, Stream } from "effect"
 import * as TestClock from "effect/testing/TestClock"
 import * as Socket from "effect/socket/Socket"
 import { MqttClient, type MqttEvent } from "../src/index.ts"
@@ -86,6 +86,28 @@ describe("connection", () => {
       yield* early.acknowledged
       expect(Util.inspect(late)).toBe("{ _id: 'PublishReceipt', topic: 'r/2', qos: 1 }")
       expect(JSON.stringify(late)).toBe(JSON.stringify({ _id: "PublishReceipt", topic: "r/2", qos: 1 }))
+    }).pipe(Effect.scoped))
+
+  it.effect("when a read acknowledges several publishes, the first waiter to resume finds the others settled", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ acknowledge: false })
+      const client = yield* makeClient(broker)
+      yield* settle
+      const receipts: Array<MqttClient.PublishReceipt> = []
+      for (let i = 0; i < 3; i++) receipts.push(yield* client.publish({ topic: "w", payload: `m${i}`, qos: 1 }))
+      yield* settle
+      const ids = broker.received.flatMap((p) => (p.cmd === "publish" ? [p.messageId!] : []))
+      expect(ids).toHaveLength(3)
+      // A windowed publisher: waits on the oldest receipt, then looks at the next ones.
+      const waiter = yield* Effect.forkChild(Effect.gen(function*() {
+        yield* receipts[0].acknowledged
+        return [Exit.isExit(receipts[1].acknowledged), Exit.isExit(receipts[2].acknowledged)]
+      }))
+      yield* Effect.yieldNow
+      // Three PUBACKs in one socket write: one read.
+      broker.sendRaw(Buffer.concat(ids.map((id) => Buffer.from([0x40, 2, id >> 8, id & 0xff]))))
+      // Settled already (their outcome, not a wait), so the publisher goes on without suspending once per PUBACK.
+      expect(yield* Fiber.join(waiter)).toEqual([true, true])
     }).pipe(Effect.scoped))
 
   it.effect("a refused CONNACK stops the client and fails pending work with ConnectionRefused", () =>

@@ -72,6 +72,15 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   // The event loop: one connection at a time, reconnecting on a schedule.
   // ---------------------------------------------------------------------------
 
+  /** Receipts settled by the current read whose waiters are resumed once the whole read is decoded. */
+  let toNotify: Array<PublishRequest> = []
+  const notifySettled = () => {
+    if (toNotify.length === 0) return
+    const settled = toNotify
+    toNotify = []
+    for (let i = 0; i < settled.length; i++) settled[i].notify()
+  }
+
   /** Settles what the state machine decided. Returns a fatal connection error, if any. */
   const perform = (outputs: Outputs): ConnectionError | undefined => {
     let fatal: ConnectionError | undefined
@@ -83,7 +92,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           wake.request()
           break
         case "Acknowledged":
-          output.request.succeed()
+          if (output.request.succeedQuietly()) toNotify.push(output.request)
           wake.request()
           progress.openUnsafe()
           break
@@ -361,6 +370,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       })
       for (const packet of early) protocol.receive(packet, outputs)
       fatal ??= perform(outputs)
+      notifySettled()
       if (fatal !== undefined) return yield* Effect.fail(fatal)
       wake.request()
 
@@ -388,7 +398,9 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
         const written = writingQos0
         if (written.length > 0) {
           writingQos0 = []
-          for (let i = 0; i < written.length; i++) written[i].succeed()
+          // All of them first, then the waiters (see `succeedQuietly`).
+          for (let i = 0; i < written.length; i++) if (written[i].succeedQuietly()) toNotify.push(written[i])
+          notifySettled()
         }
         progress.openUnsafe()
         return Effect.void
@@ -421,6 +433,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           const chunks = yield* readChunks
           lastRead = clock.currentTimeMillisUnsafe()
           for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
+          notifySettled()
           if (fatal !== undefined) return yield* Effect.fail(fatal)
           yield* flush
         }

@@ -50,6 +50,24 @@ export class PublishRequest implements PublishReceipt {
     this.settle(Exit.void)
   }
 
+  /**
+   * Records success without resuming anyone yet; returns whether someone
+   * waits, who must then get `notify()`. The connection records every receipt
+   * a socket read settles before it resumes any waiter: a publisher that waits
+   * on its oldest receipt then finds the following ones already settled and
+   * publishes on, once per read instead of once per acknowledgement.
+   */
+  succeedQuietly(): boolean {
+    if (this.outcome !== undefined) return false
+    this.outcome = Exit.void
+    return this.waiting !== undefined
+  }
+
+  /** Resumes whoever waits on an outcome recorded by `succeedQuietly`. */
+  notify(): void {
+    if (this.waiting !== undefined && this.outcome !== undefined) Deferred.doneUnsafe(this.waiting, this.outcome)
+  }
+
   fail(error: MqttError): void {
     this.settle(Exit.fail(error))
   }
