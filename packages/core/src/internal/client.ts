@@ -32,7 +32,7 @@ import * as MqttOptions from "../MqttOptions.ts"
 import * as ReasonCode from "../ReasonCode.ts"
 import { topicFilterProblem } from "../Topic.ts"
 import { encode, type Packet } from "./codec.ts"
-import { makeConnection } from "./connection.ts"
+import { makeConnection, MAX_BATCH } from "./connection.ts"
 import { preparePublish, toBuffer } from "./packets.ts"
 import type { ControlRequest, SubscribeResult } from "./protocol.ts"
 import { PublishRequest } from "./publishRequest.ts"
@@ -93,7 +93,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
       ? new ClientClosed()
       : new ClientClosed({ reason: state.stoppedWith.message })
 
-  const flushAt = Math.max(1, Math.min(Math.ceil(options.capacity / 2), 4096))
+  const flushAt = Math.max(1, Math.min(Math.ceil(options.capacity / 2), MAX_BATCH))
 
   /** Enqueues without waiting. Returns false when the queue is full (strategies suspend/dropping). */
   const offerNow = (request: PublishRequest): boolean => {

@@ -34,7 +34,7 @@ import { toConnectionError } from "./socketErrors.ts"
 import { type ClientState, emit, peekPublish } from "./state.ts"
 
 /** Most packets written in one batch, so incoming acks get their turn. */
-const MAX_BATCH = 4096
+export const MAX_BATCH = 4096
 /** MQTT 5 codes that come with a Server Reference to try instead. */
 export const REDIRECT_CODES = new Set([0x9c, 0x9d])
 
@@ -72,6 +72,9 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
   // The event loop: one connection at a time, reconnecting on a schedule.
   // ---------------------------------------------------------------------------
 
+  wake.hasWork = () =>
+    state.outbox.length > 0 || Queue.sizeUnsafe(publishQueue) > 0 || Queue.sizeUnsafe(controlQueue) > 0
+
   /** Receipts settled by the current read whose waiters are resumed once the whole read is decoded. */
   let toNotify: Array<PublishRequest> = []
   const notifySettled = () => {
@@ -97,13 +100,15 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           progress.openUnsafe()
           break
         case "Rejected":
-          output.request.fail(
-            new PublishRejected({
-              topic: output.request.topic,
-              code: output.code,
-              ...(output.reason !== undefined ? { reason: output.reason } : {})
-            })
-          )
+          if (
+            output.request.failQuietly(
+              new PublishRejected({
+                topic: output.request.topic,
+                code: output.code,
+                ...(output.reason !== undefined ? { reason: output.reason } : {})
+              })
+            )
+          ) toNotify.push(output.request)
           wake.request()
           progress.openUnsafe()
           break
@@ -355,8 +360,6 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       for (const item of resend) first.push(item instanceof Uint8Array ? item : encode(item, version))
       // Acks and pings owed on the old connection are dropped: a kept session makes the broker resend.
       state.outbox = first
-      wake.hasWork = () =>
-        state.outbox.length > 0 || Queue.sizeUnsafe(publishQueue) > 0 || Queue.sizeUnsafe(controlQueue) > 0
       state.connected = true
       state.currentWriter = writer
       counters.connections++

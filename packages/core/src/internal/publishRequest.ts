@@ -45,31 +45,30 @@ export class PublishRequest implements PublishReceipt {
     return Deferred.await(this.waiting)
   }
 
-  /** Acknowledged (or, at QoS 0, written). Only the first outcome counts. */
-  succeed(): void {
-    this.settle(Exit.void)
-  }
-
   /**
-   * Records success without resuming anyone yet; returns whether someone
-   * waits, who must then get `notify()`. The connection records every receipt
-   * a socket read settles before it resumes any waiter: a publisher that waits
-   * on its oldest receipt then finds the following ones already settled and
-   * publishes on, once per read instead of once per acknowledgement.
+   * Records success (acknowledged or, at QoS 0, written) without resuming
+   * anyone yet; returns whether someone waits, who must then get `notify()`.
+   * The connection records every receipt a socket read settles before it
+   * resumes any waiter: a publisher that waits on its oldest receipt then
+   * finds the following ones already settled and publishes on, once per read
+   * instead of once per acknowledgement.
    */
   succeedQuietly(): boolean {
-    if (this.outcome !== undefined) return false
-    this.outcome = Exit.void
-    return this.waiting !== undefined
+    return this.record(Exit.void)
   }
 
-  /** Resumes whoever waits on an outcome recorded by `succeedQuietly`. */
+  /** Like `succeedQuietly`, for a failure. */
+  failQuietly(error: MqttError): boolean {
+    return this.record(Exit.fail(error))
+  }
+
+  /** Resumes whoever waits on the outcome recorded by `succeedQuietly`/`failQuietly`. */
   notify(): void {
     if (this.waiting !== undefined && this.outcome !== undefined) Deferred.doneUnsafe(this.waiting, this.outcome)
   }
 
   fail(error: MqttError): void {
-    this.settle(Exit.fail(error))
+    if (this.failQuietly(error)) this.notify()
   }
 
   /**
@@ -79,13 +78,14 @@ export class PublishRequest implements PublishReceipt {
    * most of the cost of dropping.
    */
   failLazily(makeError: () => MqttError): void {
-    this.settle(Effect.suspend(() => Effect.fail(makeError())))
+    if (this.record(Effect.suspend(() => Effect.fail(makeError())))) this.notify()
   }
 
-  private settle(outcome: Effect.Effect<void, MqttError>): void {
-    if (this.outcome !== undefined) return
+  /** Only the first outcome counts. Returns whether someone waits on it. */
+  private record(outcome: Effect.Effect<void, MqttError>): boolean {
+    if (this.outcome !== undefined) return false
     this.outcome = outcome
-    if (this.waiting !== undefined) Deferred.doneUnsafe(this.waiting, outcome)
+    return this.waiting !== undefined
   }
 
   toJSON(): unknown {
