@@ -202,6 +202,36 @@ describe("faults", () => {
       yield* receipt.acknowledged
     }).pipe(Effect.scoped))
 
+  it.effect("QoS 0 publishes in a socket write that fails get a failed receipt, not one that never settles", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      let failed = 0
+      const failsFirstPublish = Socket.make({
+        reader: broker.socket.reader,
+        writer: Effect.map(broker.socket.writer, (writer) => ({
+          write: (chunk) =>
+            chunk instanceof Uint8Array && (chunk[0] & 0xf0) === 0x30 && failed++ === 0
+              ? Effect.fail(new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("EPIPE") }) }))
+              : writer.write(chunk),
+          writeAll: writer.writeAll
+        }))
+      })
+      const client = yield* MqttClient.make({}).pipe(Effect.provideService(Socket.Socket, failsFirstPublish))
+      yield* settle
+      const lost = yield* client.publish({ topic: "lost", payload: "x" })
+      yield* settle
+      expect(failed).toBe(1)
+      const error = yield* Effect.flip(lost.acknowledged)
+      expect(error._tag).toBe("ConnectionLost")
+      // The client reconnects and the next QoS 0 publish is written and settled.
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const next = yield* client.publish({ topic: "next", payload: "y" })
+      yield* settle
+      yield* next.acknowledged
+      expect(broker.received.filter((p) => p.cmd === "publish").map((p) => p.cmd === "publish" && p.topic)).toEqual(["next"])
+    }).pipe(Effect.scoped))
+
   it.effect("a dropped connection reconnects and resubscribes active subscriptions", () =>
     Effect.gen(function*() {
       const broker = yield* FakeBroker.make()
@@ -280,6 +310,34 @@ describe("laziness", () => {
       yield* settle
       expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(3)
     }).pipe(Effect.scoped))
+  it.effect("the message is read when publish is called: changing the object afterwards changes nothing", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      const message = { topic: "first", payload: "1", qos: 1 as const, retain: false }
+      const publish = client.publish(message)
+      message.topic = "second"
+      message.payload = "2"
+      yield* publish
+      yield* publish
+      yield* settle
+      const sent = broker.received.flatMap((p) => p.cmd === "publish" ? [[p.topic, String(p.payload), p.qos]] : [])
+      expect(sent).toEqual([["first", "1", 1], ["first", "1", 1]])
+    }).pipe(Effect.scoped))
+
+  it.effect("one publish effect yielded by concurrent fibers enqueues once per run, each with its own receipt", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make()
+      const client = yield* makeClient(broker)
+      const publish = client.publish({ topic: "shared", payload: "x", qos: 1 })
+      const receipts = yield* Effect.all(
+        Array.from({ length: 5 }, () => Effect.gen(function*() { return yield* publish })),
+        { concurrency: "unbounded" }
+      )
+      expect(new Set(receipts).size).toBe(5)
+      yield* Effect.forEach(receipts, (receipt) => receipt.acknowledged, { discard: true })
+      expect(broker.received.filter((p) => p.cmd === "publish")).toHaveLength(5)
+    }).pipe(Effect.scoped))
 })
 
 describe("bad input", () => {
@@ -296,11 +354,15 @@ describe("bad input", () => {
         { topic: "x".repeat(65_536), payload: "x" },
         { topic: "é".repeat(40_000), payload: "x" },
         { topic: "ok", payload: "x", qos: 3 as never },
-        { topic: "ok", payload: 42 as never }
+        { topic: "ok", payload: 42 as never },
+        null as never,
+        undefined as never,
+        "a/b" as never
       ]
       for (const message of bad) {
         const error = yield* Effect.flip(client.publish(message))
         expect(["InvalidTopic", "InvalidOptions"]).toContain(error._tag)
+        if (typeof message !== "object" || message === null) expect(error.message).toContain("a message must be an object")
         const error2 = yield* Effect.flip(client.tryPublish(message))
         expect(error2._tag).toBe(error._tag)
       }

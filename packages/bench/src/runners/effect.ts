@@ -24,6 +24,20 @@ const DEFAULT_INFLIGHT = 1_000
 
 const ONE_MILLI = Duration.millis(1)
 
+const traceStats = (client: Client, everyMs: number) => {
+  const start = now()
+  let last = start
+  setInterval(() => {
+    const lag = now() - last - everyMs
+    last = now()
+    Effect.runPromise(client.stats).then((s) =>
+      process.stderr.write(
+        `stats t=${(now() - start).toFixed(0)} ms lag=${lag.toFixed(1)} ms queue=${s.queueSize} dropped=${s.dropped} sent=${s.sent}\n`
+      )
+    )
+  }, everyMs).unref()
+}
+
 const awaitConnected = (client: Client) =>
   client.stats.pipe(Effect.repeat({ until: (stats) => stats.connected, schedule: Schedule.spaced("5 millis") }))
 
@@ -117,6 +131,9 @@ export const publisher = (spec: PublishSpec): Effect.Effect<PublishResult, unkno
       { concurrency: "unbounded" }
     )
     send({ type: "ready" })
+    // BENCH_TRACE_STATS=ms: the first client's queue, drops and sent count over time, with the event loop's lag
+    // (shown with BENCH_TRACE_MEMORY set), for telling a stalled socket from a busy process.
+    if (process.env.BENCH_TRACE_STATS) traceStats(clients[0], Number(process.env.BENCH_TRACE_STATS))
     const firstPublishAt = now()
     yield* Effect.forEach(clients, (client) => publishAll(client, spec), { concurrency: "unbounded", discard: true })
     const doneAt = now()

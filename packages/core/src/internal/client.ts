@@ -35,6 +35,7 @@ import { encode, type Packet } from "./codec.ts"
 import { makeConnection, MAX_BATCH } from "./connection.ts"
 import { preparePublish, toBuffer } from "./packets.ts"
 import type { ControlRequest, SubscribeResult } from "./protocol.ts"
+import { PublishEffect, type WhenFull } from "./publishEffect.ts"
 import { PublishRequest } from "./publishRequest.ts"
 import { makeRequester } from "./requestResponse.ts"
 import { makeSubscription, pump, subscribePacket } from "./router.ts"
@@ -117,7 +118,7 @@ export const makeWithSockets = Effect.fnUntraced(function*(
    */
   const enqueue = (
     message: PublishMessage,
-    whenFull: "strategy" | "fail"
+    whenFull: WhenFull
   ): Effect.Effect<MqttClient.PublishReceipt, PublishError | QueueFull> => {
     const request = prepare(message)
     if (!(request instanceof PublishRequest)) return Effect.fail(request)
@@ -140,11 +141,12 @@ export const makeWithSockets = Effect.fnUntraced(function*(
     })
   }
 
-  // Lazy: the work happens when the effect runs, and again each time it runs.
-  const publish = (message: PublishMessage) =>
-    Effect.suspend(() => enqueue(message, "strategy")) as Effect.Effect<MqttClient.PublishReceipt, PublishError>
+  // Lazy: the work happens when the effect runs, and again each time it runs (see PublishEffect).
+  const publish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, PublishError> =>
+    new PublishEffect(enqueue, message, "strategy") as Effect.Effect<MqttClient.PublishReceipt, PublishError>
 
-  const tryPublish = (message: PublishMessage) => Effect.suspend(() => enqueue(message, "fail"))
+  const tryPublish = (message: PublishMessage): Effect.Effect<MqttClient.PublishReceipt, PublishError | QueueFull> =>
+    new PublishEffect(enqueue, message, "fail")
 
   const publishAndWait = (message: PublishMessage): Effect.Effect<void, MqttError> =>
     Effect.flatMap(publish(message), (receipt) => receipt.acknowledged)

@@ -4,12 +4,14 @@
  * and keep alive until something fails. The state machine decides; this
  * module performs its decisions.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {
@@ -76,12 +78,15 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
     state.outbox.length > 0 || Queue.sizeUnsafe(publishQueue) > 0 || Queue.sizeUnsafe(controlQueue) > 0
 
   /** Receipts settled by the current read whose waiters are resumed once the whole read is decoded. */
-  let toNotify: Array<PublishRequest> = []
+  const toNotify: Array<PublishRequest> = []
+  let notifying = false
   const notifySettled = () => {
-    if (toNotify.length === 0) return
-    const settled = toNotify
-    toNotify = []
-    for (let i = 0; i < settled.length; i++) settled[i].notify()
+    // A waiter resumed here may settle more receipts: the loop below picks them up.
+    if (notifying || toNotify.length === 0) return
+    notifying = true
+    for (let i = 0; i < toNotify.length; i++) toNotify[i].notify()
+    toNotify.length = 0
+    notifying = false
   }
 
   /** Settles what the state machine decided. Returns a fatal connection error, if any. */
@@ -380,6 +385,9 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
       let lastWrite = clock.currentTimeMillisUnsafe()
       let lastRead = lastWrite
 
+      // Per-connection arrays, reused for every write: fresh arrays per write would be objects that outlive a
+      // young-generation GC whenever a write is slow, which V8 answers by allocating them, and then everything
+      // they hold, in the old generation (allocation-site pretenuring).
       const batch: Array<Uint8Array> = []
       let writtenQos0: Array<PublishRequest> = []
       let writing = false
@@ -396,13 +404,25 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
         writing = false
         // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
         wake.request()
-        if (Exit.isFailure(exit)) return Effect.mapError(exit, toConnectionError)
-        lastWrite = clock.currentTimeMillisUnsafe()
         const written = writingQos0
+        if (Exit.isFailure(exit)) {
+          // QoS 0 is sent once: a write that failed may or may not have reached the broker, and is not sent again.
+          if (written.length > 0) {
+            const cause = Cause.findError(exit.cause)
+            const error = Result.isSuccess(cause)
+              ? toConnectionError(cause.success)
+              : new ConnectionLost({ reason: "the socket write failed" })
+            for (let i = 0; i < written.length; i++) if (written[i].failQuietly(error)) toNotify.push(written[i])
+            written.length = 0
+            notifySettled()
+          }
+          return Effect.mapError(exit, toConnectionError)
+        }
+        lastWrite = clock.currentTimeMillisUnsafe()
         if (written.length > 0) {
-          writingQos0 = []
           // All of them first, then the waiters (see `succeedQuietly`).
           for (let i = 0; i < written.length; i++) if (written[i].succeedQuietly()) toNotify.push(written[i])
+          written.length = 0
           notifySettled()
         }
         progress.openUnsafe()
@@ -423,8 +443,10 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           : writer.writeAll(batch.slice() as [Uint8Array, ...Array<Uint8Array>])
         batch.length = 0
         if (writtenQos0.length > 0) {
+          // Swap the two lists: the one just written is empty again (see afterWrite).
+          const empty = writingQos0
           writingQos0 = writtenQos0
-          writtenQos0 = []
+          writtenQos0 = empty
         }
         // One continuation per write (this runs for every batch).
         return Effect.flatMap(Effect.exit(write), afterWrite)
