@@ -48,7 +48,9 @@ export interface PublishReceipt {
    * Succeeds when QoS 0 was written to the socket, QoS 1 got PUBACK, QoS 2 got
    * PUBCOMP. Fails with `MessageDropped` (queue strategy), `PublishRejected`
    * (v5 reason code >= 0x80), `ClientClosed`, or the connection error that
-   * stopped the client. It can be awaited any number of times.
+   * stopped the client; at QoS 0 also with the connection error of a socket
+   * write that failed (QoS 0 is not sent again). It can be awaited any number
+   * of times.
    */
   readonly acknowledged: Effect.Effect<void, MqttError>
 }
@@ -178,6 +180,11 @@ export interface Service {
    * interrupted call queues nothing). With `"dropping"`/`"sliding"` it never
    * waits: a dropped message's receipt fails with `MessageDropped`.
    * Invalid input fails at once and queues nothing.
+   *
+   * The effect is lazy: it queues the message each time it runs, never
+   * before. The message's fields are read when `publish` is called, so
+   * changing the object afterwards does not change what is sent (a payload
+   * `Uint8Array` is copied when the effect runs).
    */
   readonly publish: (message: PublishMessage) => Effect.Effect<PublishReceipt, InvalidTopic | InvalidOptions | ClientClosed>
   /**

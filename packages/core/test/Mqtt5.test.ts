@@ -114,6 +114,24 @@ describe("topic aliases", () => {
       // a->1, b->2; "c" evicts the least recently used ("b"), so "b" needs a new alias again
       expect(wire).toEqual(["a:1", "-:1", "b:2", "-:1", "c:2", "b:1"])
     }).pipe(Effect.scoped))
+
+  it.effect("a publish sent with an alias carries the payload as it was when the publish ran", () =>
+    Effect.gen(function*() {
+      const broker = yield* FakeBroker.make({ protocolVersion: 5, connackProperties: { topicAliasMaximum: 2 } })
+      broker.gate.closeUnsafe()
+      const client = yield* makeClient(broker, { ...v5, topicAliases: true })
+      const buffer = new Uint8Array([1, 2, 3])
+      const receipts = [
+        yield* client.publish({ topic: "t", payload: buffer, qos: 1 }),
+        yield* client.publish({ topic: "t", payload: "text é", qos: 0 }),
+        yield* client.publish({ topic: "t", payload: new Uint8Array(0), qos: 2 })
+      ]
+      buffer.fill(9) // the caller reuses its buffer while the message is still queued
+      broker.gate.openUnsafe()
+      yield* Effect.forEach(receipts, (receipt) => receipt.acknowledged, { discard: true })
+      const wire = publishes(broker).map((p) => [p.topic || "-", p.properties?.topicAlias, [...Buffer.from(p.payload)]])
+      expect(wire).toEqual([["t", 1, [1, 2, 3]], ["-", 1, [...Buffer.from("text é")]], ["-", 1, []]])
+    }).pipe(Effect.scoped))
 })
 
 describe("flow control and limits", () => {

@@ -29,7 +29,7 @@ import {
   SessionLost
 } from "../MqttError.ts"
 import { type ConnackPacket, encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
-import { connectPacket, toBuffer } from "./packets.ts"
+import { connectPacket, payloadOf, toBuffer } from "./packets.ts"
 import { type ControlRequest, Outputs, type PublishRequest, readConnack } from "./protocol.ts"
 import { type AckTicket, subscribePacket } from "./router.ts"
 import { toConnectionError } from "./socketErrors.ts"
@@ -228,6 +228,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
     const { alias, known } = aliases.choose(request.topic)
     const packet: PublishPacket = {
       ...request.packet,
+      payload: payloadOf(request),
       topic: known ? "" : request.topic,
       properties: { ...request.packet.properties, topicAlias: alias }
     }

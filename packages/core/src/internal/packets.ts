@@ -54,7 +54,19 @@ export const preparePublish = (
   } catch (error) {
     return new InvalidOptions({ reason: `cannot encode the message: ${error instanceof Error ? error.message : String(error)}` })
   }
+  // From here on the payload is the tail of `bytes` (see `payloadOf`): the caller's buffer is not kept, neither
+  // while queued nor while in flight, and what is sent is what the caller passed when the effect ran.
+  ;(packet as OutgoingPublish).dropPayload(typeof body === "string" ? Buffer.byteLength(body, "utf8") : body.length)
   return new PublishRequest(topic, qos, bytes, packet, now)
+}
+
+const NO_PAYLOAD = Buffer.alloc(0)
+
+/** The payload of an encoded PUBLISH: its last bytes (MQTT puts the payload at the end of the packet). */
+export const payloadOf = (request: PublishRequest): Buffer => {
+  const length = (request.packet as OutgoingPublish).payloadLength
+  const { bytes } = request
+  return Buffer.from(bytes.buffer, bytes.byteOffset + bytes.length - length, length)
 }
 
 /**
@@ -66,7 +78,9 @@ export const preparePublish = (
 class OutgoingPublish {
   readonly cmd = "publish"
   readonly topic: string
-  readonly payload: string | Buffer
+  payload: string | Buffer
+  /** The payload's size in bytes, once `payload` is dropped (see `preparePublish`). */
+  payloadLength = 0
   readonly qos: 0 | 1 | 2
   readonly retain: boolean
   readonly dup = false
@@ -80,6 +94,11 @@ class OutgoingPublish {
     this.retain = retain
     this.messageId = qos > 0 ? 1 : undefined
     this.properties = properties
+  }
+
+  dropPayload(length: number): void {
+    this.payload = NO_PAYLOAD
+    this.payloadLength = length
   }
 }
 
