@@ -112,7 +112,10 @@ const summaryOf = (m: Measurement, primary: string) => {
 
 /** `--from-json`: re-render a saved report (e.g. after editing the hand-written notes of RESULTS.md). */
 const render = (file: string): number => {
-  const report = JSON.parse(Fs.readFileSync(file, "utf8")) as Report
+  const saved = JSON.parse(Fs.readFileSync(file, "utf8")) as Report
+  // Targets are recomputed from the measurements, so a changed target definition applies to saved runs too.
+  const report: Report = { ...saved, targets: checkTargets(saved.variants, saved.codec) }
+  Fs.writeFileSync(file, JSON.stringify(report, null, 2) + "\n")
   process.stdout.write(renderText(report))
   const markdown = args.markdown ?? Path.join(PACKAGE_DIR, "RESULTS.md")
   writeReport(report, { markdown })

@@ -141,9 +141,16 @@ export const checkTargets = (variants: ReadonlyArray<VariantResult>, codec: Read
   const memory = byId.get("w6-memory")
   if (memory !== undefined) {
     const runs = memory.runs.effect ?? []
+    // The issue's targets are medians of one run; "every run" is our own, stricter check.
+    const median = memory.medians.effect?.peakRssMiB ?? Number.NaN
+    targets.push({
+      target: "workload 6: effect-mqtt's peak RSS < 150 MB (median of the rounds, the larger of publisher and subscriber)",
+      measured: `${median.toFixed(1)} MiB (${(median * 1.048576).toFixed(1)} MB)`,
+      met: median * 1.048576 < 150
+    })
     const peak = Math.max(...runs.map((r) => r.metrics.peakRssMiB ?? Number.NaN))
     targets.push({
-      target: "workload 6: effect-mqtt's peak RSS < 150 MB (every run, publisher and subscriber)",
+      target: "workload 6, stricter: effect-mqtt's peak RSS < 150 MB in every run, publisher and subscriber",
       measured: `${peak.toFixed(1)} MiB (${(peak * 1.048576).toFixed(1)} MB)`,
       met: peak * 1.048576 < 150
     })
