@@ -31,7 +31,7 @@ import {
 import { type ConnackPacket, encode, makeDecoder, type Packet, type PublishPacket } from "./codec.ts"
 import { connectPacket, payloadOf, toBuffer } from "./packets.ts"
 import { type ControlRequest, Outputs, type PublishRequest, readConnack } from "./protocol.ts"
-import { type AckTicket, subscribePacket } from "./router.ts"
+import { AckTicket, subscribePacket } from "./router.ts"
 import { toConnectionError } from "./socketErrors.ts"
 import { type ClientState, emit, peekPublish } from "./state.ts"
 
@@ -126,7 +126,7 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
           } else if (output.ack === undefined) {
             router.deliver(output.packet, undefined)
           } else {
-            const ticket: AckTicket = { remaining: 1, ack: output.ack, connection: counters.connections }
+            const ticket = new AckTicket(output.ack, counters.connections)
             router.deliver(output.packet, ticket)
             settle(ticket)
           }

@@ -70,16 +70,53 @@ interface Inflight {
   awaiting: Awaiting
 }
 
+/**
+ * The outputs made for every message (an acknowledgement settled, a message
+ * delivered) and the acknowledgements we send are class instances, not object
+ * literals: see `DecodedPublish` in codec.ts (V8 pretenures literal sites
+ * whose objects outlive a young-generation GC, as a delivered message's
+ * acknowledgement does while the message waits for room in a buffer).
+ */
+export class Acknowledged {
+  readonly _tag = "Acknowledged"
+  readonly request: PublishRequest
+  constructor(request: PublishRequest) {
+    this.request = request
+  }
+}
+
+/**
+ * A message for the application. `ack` (PUBACK for QoS 1, PUBREC for QoS 2)
+ * must be sent once the message is in the subscribers' buffers, not before:
+ * that is how a slow consumer slows the broker down.
+ */
+export class Deliver {
+  readonly _tag = "Deliver"
+  readonly packet: PublishPacket
+  readonly ack: Packet | undefined
+  constructor(packet: PublishPacket, ack: Packet | undefined) {
+    this.packet = packet
+    this.ack = ack
+  }
+}
+
+/** PUBACK, PUBREC, PUBREL or PUBCOMP without a reason code (success) or properties. */
+class Ack {
+  readonly cmd: "puback" | "pubrec" | "pubrel" | "pubcomp"
+  readonly messageId: number
+  constructor(cmd: "puback" | "pubrec" | "pubrel" | "pubcomp", messageId: number) {
+    this.cmd = cmd
+    this.messageId = messageId
+  }
+}
+
+const ack = (cmd: "puback" | "pubrec" | "pubrel" | "pubcomp", messageId: number): Packet => new Ack(cmd, messageId) as Packet
+
 export type Output =
   | { readonly _tag: "Send"; readonly packet: Packet }
-  | { readonly _tag: "Acknowledged"; readonly request: PublishRequest }
+  | Acknowledged
   | { readonly _tag: "Rejected"; readonly request: PublishRequest; readonly code: number; readonly reason: string | undefined }
-  /**
-   * A message for the application. `ack` (PUBACK for QoS 1, PUBREC for QoS 2)
-   * must be sent once the message is in the subscribers' buffers, not before:
-   * that is how a slow consumer slows the broker down.
-   */
-  | { readonly _tag: "Deliver"; readonly packet: PublishPacket; readonly ack: Packet | undefined }
+  | Deliver
   | {
     readonly _tag: "Subscribed"
     readonly request: SubscribeRequest
@@ -283,7 +320,7 @@ export class Protocol {
         out.push(
           code >= 0x80
             ? { _tag: "Rejected", request: entry.request, code, reason: packet.properties?.reasonString }
-            : { _tag: "Acknowledged", request: entry.request }
+            : new Acknowledged(entry.request)
         )
         return
       }
@@ -301,14 +338,14 @@ export class Protocol {
           out.push({ _tag: "Send", packet: { cmd: "pubrel", messageId: id, reasonCode: 0x92 } })
           return
         }
-        out.push({ _tag: "Send", packet: { cmd: "pubrel", messageId: id } })
+        out.push({ _tag: "Send", packet: ack("pubrel", id) })
         return
       }
       case "pubcomp": {
         const entry = this.inflight.get(packet.messageId!)
         if (entry === undefined || entry.awaiting !== "pubcomp") return
         this.inflight.delete(packet.messageId!)
-        out.push({ _tag: "Acknowledged", request: entry.request })
+        out.push(new Acknowledged(entry.request))
         return
       }
       case "publish": {
@@ -321,18 +358,18 @@ export class Protocol {
           }
         }
         if (packet.qos === 0) {
-          out.push({ _tag: "Deliver", packet, ack: undefined })
+          out.push(new Deliver(packet, undefined))
         } else if (packet.messageId === undefined || packet.messageId === 0) {
           out.push({ _tag: "ProtocolViolation", reason: `QoS ${packet.qos} PUBLISH without a packet id`, code: 0x82 })
         } else if (packet.qos === 1) {
           this.incomingQos1.add(packet.messageId)
-          out.push({ _tag: "Deliver", packet, ack: { cmd: "puback", messageId: packet.messageId } })
+          out.push(new Deliver(packet, ack("puback", packet.messageId)))
         } else if (!this.incomingQos2.has(packet.messageId)) {
           this.incomingQos2.add(packet.messageId)
-          out.push({ _tag: "Deliver", packet, ack: { cmd: "pubrec", messageId: packet.messageId } })
+          out.push(new Deliver(packet, ack("pubrec", packet.messageId)))
         } else {
           // Delivered already (a resend before PUBREL): acknowledge again, deliver nothing.
-          out.push({ _tag: "Send", packet: { cmd: "pubrec", messageId: packet.messageId } })
+          out.push({ _tag: "Send", packet: ack("pubrec", packet.messageId) })
         }
         return
       }
@@ -343,7 +380,7 @@ export class Protocol {
           _tag: "Send",
           packet: !known && this.version === 5
             ? { cmd: "pubcomp", messageId: id, reasonCode: 0x92 } // packet identifier not found
-            : { cmd: "pubcomp", messageId: id }
+            : ack("pubcomp", id)
         })
         return
       }

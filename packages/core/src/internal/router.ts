@@ -22,18 +22,31 @@ import type { Strategy } from "../MqttOptions.ts"
 import { matches } from "../Topic.ts"
 import type { Packet, PublishPacket, SubscribePacket } from "./codec.ts"
 
-/** The acknowledgement of one incoming QoS 1/2 message, sent when `remaining` reaches 0. */
-export interface AckTicket {
+/**
+ * The acknowledgement of one incoming QoS 1/2 message, sent when `remaining`
+ * reaches 0. Tickets and pending entries are classes, not object literals:
+ * they live as long as a message waits for room, which is what makes V8
+ * pretenure a literal's allocation site (see `DecodedPublish` in codec.ts).
+ */
+export class AckTicket {
   /** Subscription buffers the message still has to enter (plus one while it is being routed). */
-  remaining: number
+  remaining = 1
   readonly ack: Packet
   /** The connection it arrived on: an acknowledgement is never sent on a later connection. */
   readonly connection: number
+  constructor(ack: Packet, connection: number) {
+    this.ack = ack
+    this.connection = connection
+  }
 }
 
-interface Pending {
+class Pending {
   readonly message: MqttMessage
   readonly ticket: AckTicket | undefined
+  constructor(message: MqttMessage, ticket: AckTicket | undefined) {
+    this.message = message
+    this.ticket = ticket
+  }
 }
 
 export interface Subscription {
@@ -160,7 +173,7 @@ export class Router {
         } else {
           ticket.remaining++
         }
-        subscription.pending.push({ message, ticket })
+        subscription.pending.push(new Pending(message, ticket))
         subscription.wakePump.openUnsafe()
     }
   }
