@@ -453,25 +453,25 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
         return Effect.flatMap(Effect.exit(write), afterWrite)
       })
 
-      // The read and write loops are effects built once that run each other again, not `Effect.gen` loops: a
-      // turn then allocates nothing of its own (a `yield*` costs two objects, see publishEffect.ts), and these
-      // turn once per socket read and per write.
       const readChunks = Effect.mapError(pull, toConnectionError)
-      const onChunks = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<never, ConnectionError> => {
-        lastRead = clock.currentTimeMillisUnsafe()
-        for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
-        notifySettled()
-        return fatal !== undefined ? Effect.fail(fatal) : flushThenRead
-      }
-      const reader: Effect.Effect<never, ConnectionError> = Effect.flatMap(readChunks, onChunks)
-      const flushThenRead: Effect.Effect<never, ConnectionError> = Effect.flatMap(flush, () => reader)
-
-      const writeTurn = Effect.suspend(() => {
-        wake.latch.closeUnsafe()
-        return flush
+      const reader = Effect.gen(function*() {
+        while (true) {
+          const chunks = yield* readChunks
+          lastRead = clock.currentTimeMillisUnsafe()
+          for (let i = 0; i < chunks.length; i++) decoder.push(chunks[i])
+          notifySettled()
+          if (fatal !== undefined) return yield* Effect.fail(fatal)
+          yield* flush
+        }
       })
-      const writeLoop: Effect.Effect<never, ConnectionError> = Effect.flatMap(wake.latch.await, () => writeThenWait)
-      const writeThenWait: Effect.Effect<never, ConnectionError> = Effect.flatMap(writeTurn, () => writeLoop)
+
+      const writeLoop = Effect.gen(function*() {
+        while (true) {
+          yield* wake.latch.await
+          wake.latch.closeUnsafe()
+          yield* flush
+        }
+      })
 
       // MQTT 5: the broker may impose its own keep-alive (Server Keep Alive).
       const keepAliveMillis = (state.server.serverKeepAlive ?? options.keepAlive) * 1000
