@@ -90,6 +90,10 @@ export interface PublishResult extends ProcessUsage {
   readonly published: number
   /** Dropped by the client's own queue strategy (effect-mqtt `stats.dropped`; MQTT.js has none). */
   readonly dropped: number
+  /** effect-mqtt: PUBLISH packets written to the socket (`stats.sent`), for telling where missing messages went. */
+  readonly sent?: number | undefined
+  /** effect-mqtt: connections made (`stats.connections`): more than one per client means it reconnected. */
+  readonly connections?: number | undefined
 }
 
 export interface LatencySummary {
@@ -108,6 +112,10 @@ export interface SubscribeResult extends ProcessUsage {
   readonly latency?: LatencySummary | undefined
   /** Dropped by the subscription buffer (effect-mqtt: `stats.droppedIncoming`; MQTT.js: our ring buffer, `slow` only). */
   readonly dropped?: number | undefined
+  /** effect-mqtt: PUBLISH packets the client read from the socket (`stats.received`), delivered or not. */
+  readonly decoded?: number | undefined
+  /** effect-mqtt: why the subscriber's connection ended, each time it did during the run. */
+  readonly disconnects?: ReadonlyArray<string> | undefined
   /** What the publisher said in its end marker. */
   readonly end?: { readonly published: number; readonly dropped: number } | undefined
 }

@@ -138,7 +138,14 @@ export const publisher = (spec: PublishSpec): Effect.Effect<PublishResult, unkno
     yield* Effect.forEach(clients, (client) => publishAll(client, spec), { concurrency: "unbounded", discard: true })
     const doneAt = now()
     let dropped = 0
-    for (const client of clients) dropped += (yield* client.stats).dropped
+    let sent = 0
+    let connections = 0
+    for (const client of clients) {
+      const stats = yield* client.stats
+      dropped += stats.dropped
+      sent += stats.sent
+      connections += stats.connections
+    }
     const published = spec.count * spec.clients
     if (spec.endMarker) {
       yield* clients[0].publishAndWait({
@@ -147,7 +154,7 @@ export const publisher = (spec: PublishSpec): Effect.Effect<PublishResult, unkno
         qos: 1
       })
     }
-    return { role: "pub", firstPublishAt, doneAt, published, dropped, ...usage() } satisfies PublishResult
+    return { role: "pub", firstPublishAt, doneAt, published, dropped, sent, connections, ...usage() } satisfies PublishResult
   }))
 
 // -----------------------------------------------------------------------------
@@ -171,6 +178,12 @@ const subscribeCounting = (client: Client, spec: SubscribeSpec & { readonly expe
   Effect.gen(function*() {
     const messages = yield* client.subscribeScoped(spec.topic, spec.qos === 0 ? { qos: 0, bufferSize: QOS0_BUFFER } : { qos: spec.qos })
     const latencies = spec.latency ? new Float64Array(spec.expected) : undefined
+    // Why a connection ended, if one did (a reconnect loses the QoS 0 messages sent meanwhile).
+    const disconnects: Array<string> = []
+    yield* Stream.runForEach(client.events, (event) =>
+      Effect.sync(() => {
+        if (event._tag === "Disconnected") disconnects.push(`${event.cause._tag}: ${event.cause.message}`)
+      })).pipe(Effect.forkScoped)
     const done = Deferred.makeUnsafe<void>()
     let received = 0
     let firstReceivedAt = 0
@@ -197,11 +210,13 @@ const subscribeCounting = (client: Client, spec: SubscribeSpec & { readonly expe
     )
     send({ type: "ready" })
     yield* Deferred.await(done).pipe(Effect.timeoutOption(spec.timeoutMs))
-    const { droppedIncoming } = yield* client.stats
+    const { droppedIncoming, received: decoded } = yield* client.stats
     return {
       role: "sub",
       complete: received >= spec.expected,
       dropped: droppedIncoming,
+      decoded,
+      disconnects,
       received,
       firstReceivedAt,
       lastReceivedAt,

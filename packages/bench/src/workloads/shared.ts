@@ -128,6 +128,9 @@ export const nodeThroughput = async (
     ok: sub.complete,
     note: sub.complete
       ? undefined
-      : `${sub.received} of ${expected} messages arrived${sub.dropped ? `, ${sub.dropped} dropped by the subscription buffer` : ""}`
+      : `${sub.received} of ${expected} messages arrived${sub.dropped ? `, ${sub.dropped} dropped by the subscription buffer` : ""}` +
+        (sub.decoded !== undefined ? `, ${sub.decoded} read by the subscriber` : "") +
+        (pub.sent !== undefined ? `, ${pub.sent} written by the publisher (${pub.connections} connection(s))` : "") +
+        (sub.disconnects !== undefined && sub.disconnects.length > 0 ? `; subscriber disconnected: ${sub.disconnects.join(" | ")}` : "")
   }
 }

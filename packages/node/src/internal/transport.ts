@@ -3,7 +3,6 @@
  * secure) or a Unix socket, over `@effect/platform-node`. Also validates the
  * TLS and WebSocket options once, up front, into `InvalidOptions`.
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { WebSocket } from "@effect/platform-node/NodeWS"
 import { MqttError } from "@effect-mqtt/core"
 import * as Effect from "effect/Effect"
@@ -14,6 +13,7 @@ import { Buffer } from "node:buffer"
 import { X509Certificate } from "node:crypto"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
+import * as StreamSockets from "./streamSockets.ts"
 import type { BrokerAddress } from "./url.ts"
 import type { TlsOptions } from "../NodeMqttClient.ts"
 
@@ -272,12 +272,12 @@ export const makeSocket = (
   const timeout = openTimeout === undefined ? {} : { openTimeout }
   switch (address.transport) {
     case "tcp":
-      return NodeSocket.makeNet({ host: address.host, port: address.port, noDelay: true, ...timeout })
+      return StreamSockets.makeNet({ host: address.host, port: address.port, noDelay: true, ...timeout })
     case "unix":
-      return NodeSocket.makeNet({ path: address.path, ...timeout })
+      return StreamSockets.makeNet({ path: address.path, ...timeout })
     case "tls": {
       const settings = tls!
-      return NodeSocket.makeTls({
+      return StreamSockets.makeTls({
         host: address.host,
         port: address.port,
         // Passed on to the TCP socket by tls.connect (missing from its type).
