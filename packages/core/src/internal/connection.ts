@@ -16,6 +16,7 @@ import * as Socket from "effect/socket/Socket"
 import type * as MqttClient from "../MqttClient.ts"
 import {
   AuthenticationFailed,
+  ClientClosed,
   type ConnectionError,
   ConnectionLost,
   ConnectionRefused,
@@ -522,6 +523,18 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
               Effect.ignore
             )
             : Effect.void
+        ),
+        // A write still in progress when the connection ends (the client closed while the socket was full, say):
+        // its QoS 0 messages may or may not get out, and their receipts must not wait forever.
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            if (writingQos0.length === 0) return
+            const found = Exit.isFailure(exit) ? Cause.findError(exit.cause) : undefined
+            const error = found !== undefined && Result.isSuccess(found) ? found.success : new ClientClosed()
+            for (let i = 0; i < writingQos0.length; i++) if (writingQos0[i].failQuietly(error)) toNotify.push(writingQos0[i])
+            writingQos0.length = 0
+            notifySettled()
+          })
         )
       )
     }).pipe(
