@@ -11,7 +11,7 @@ import * as Socket from "effect/socket/Socket"
 import { MqttClient, type MqttEvent } from "../src/index.ts"
 import type { MqttClientOptions } from "../src/MqttOptions.ts"
 import * as FakeBroker from "./utils/FakeBroker.ts"
-import { makeClient, settle, recordEvents } from "./utils/TestClient.ts"
+import { makeClient, makeClientWithWrite, settle, recordEvents } from "./utils/TestClient.ts"
 
 
 
@@ -206,17 +206,10 @@ describe("faults", () => {
     Effect.gen(function*() {
       const broker = yield* FakeBroker.make()
       let failed = 0
-      const failsFirstPublish = Socket.make({
-        reader: broker.socket.reader,
-        writer: Effect.map(broker.socket.writer, (writer) => ({
-          write: (chunk) =>
-            chunk instanceof Uint8Array && (chunk[0] & 0xf0) === 0x30 && failed++ === 0
-              ? Effect.fail(new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("EPIPE") }) }))
-              : writer.write(chunk),
-          writeAll: writer.writeAll
-        }))
-      })
-      const client = yield* MqttClient.make({}).pipe(Effect.provideService(Socket.Socket, failsFirstPublish))
+      const client = yield* makeClientWithWrite(broker, (chunk, write) =>
+        chunk instanceof Uint8Array && (chunk[0] & 0xf0) === 0x30 && failed++ === 0
+          ? Effect.fail(new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("EPIPE") }) }))
+          : write(chunk))
       yield* settle
       const lost = yield* client.publish({ topic: "lost", payload: "x" })
       yield* settle
@@ -278,14 +271,8 @@ describe("broker answers", () => {
     Effect.gen(function*() {
       const broker = yield* FakeBroker.make()
       let failures = 0
-      const flaky = Socket.make({
-        reader: broker.socket.reader,
-        writer: Effect.map(broker.socket.writer, (writer) => ({
-          write: (chunk) => failures++ === 0 ? Effect.die(new Error("boom")) : writer.write(chunk),
-          writeAll: writer.writeAll
-        }))
-      })
-      const client = yield* MqttClient.make({}).pipe(Effect.provideService(Socket.Socket, flaky))
+      const client = yield* makeClientWithWrite(broker, (chunk, write) =>
+        failures++ === 0 ? Effect.die(new Error("boom")) : write(chunk))
       yield* settle
       yield* TestClock.adjust("1 second")
       yield* settle

@@ -406,20 +406,9 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
         writing = false
         // Whatever arrived during the write (and a flush skipped meanwhile) goes next.
         wake.request()
+        // A failed write ends the connection; its QoS 0 publishes are failed when it ends (see below).
+        if (Exit.isFailure(exit)) return Effect.mapError(exit, toConnectionError)
         const written = writingQos0
-        if (Exit.isFailure(exit)) {
-          // QoS 0 is sent once: a write that failed may or may not have reached the broker, and is not sent again.
-          if (written.length > 0) {
-            const cause = Cause.findError(exit.cause)
-            const error = Result.isSuccess(cause)
-              ? toConnectionError(cause.success)
-              : new ConnectionLost({ reason: "the socket write failed" })
-            for (let i = 0; i < written.length; i++) if (written[i].failQuietly(error)) toNotify.push(written[i])
-            written.length = 0
-            notifySettled()
-          }
-          return Effect.mapError(exit, toConnectionError)
-        }
         lastWrite = clock.currentTimeMillisUnsafe()
         if (written.length > 0) {
           // All of them first, then the waiters (see `succeedQuietly`).
@@ -524,13 +513,18 @@ export const makeConnection = (state: ClientState, transport: MqttClient.Transpo
             )
             : Effect.void
         ),
-        // A write still in progress when the connection ends (the client closed while the socket was full, say):
-        // its QoS 0 messages may or may not get out, and their receipts must not wait forever.
+        // The QoS 0 publishes of a write that failed, or that was still in progress when the connection ended
+        // (the client closed while the socket was full, say): QoS 0 is sent once, they may or may not have got out,
+        // and their receipts must not wait forever. They fail with what ended the connection.
         Effect.onExit((exit) =>
           Effect.sync(() => {
-            if (writingQos0.length === 0) return
-            const found = Exit.isFailure(exit) ? Cause.findError(exit.cause) : undefined
-            const error = found !== undefined && Result.isSuccess(found) ? found.success : new ClientClosed()
+            if (writingQos0.length === 0 || Exit.isSuccess(exit)) return
+            const found = Cause.findError(exit.cause)
+            const error: MqttError = Result.isSuccess(found)
+              ? found.success
+              : Cause.hasInterruptsOnly(exit.cause)
+              ? new ClientClosed()
+              : new ConnectionLost({ reason: "the connection ended" })
             for (let i = 0; i < writingQos0.length; i++) if (writingQos0[i].failQuietly(error)) toNotify.push(writingQos0[i])
             writingQos0.length = 0
             notifySettled()
