@@ -5,7 +5,9 @@
  */
 import { WebSocket } from "@effect/platform-node/NodeWS"
 import { MqttError } from "@effect-mqtt/core"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import type * as Duration from "effect/Duration"
 import * as Socket from "effect/socket/Socket"
@@ -204,10 +206,24 @@ const concat = (chunks: ReadonlyArray<Uint8Array | string>): Uint8Array => {
 }
 
 /**
+ * Waits for the WebSocket's "close": `ws` emits it once the close handshake is
+ * done and the TCP socket closed, which is after every frame queued before
+ * `close()` was written out.
+ */
+const untilWebSocketClosed = (ws: WebSocket): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (ws.readyState === WebSocket.CLOSED) return resume(Effect.void)
+    const onClose = () => resume(Effect.void)
+    ws.once("close", onClose)
+    return Effect.sync(() => ws.off("close", onClose))
+  })
+
+/**
  * A WebSocket (`ws` package) carrying MQTT: subprotocol `mqtt`, binary frames.
  * A batch of packets goes out as one frame; the broker's packets may span
  * frames or share one (the core's decoder is streaming). Writes wait for the
- * send buffer to drain when it holds more than 1 MiB.
+ * send buffer to drain when it holds more than 1 MiB. When the client closes,
+ * closing waits (up to `FLUSH_TIMEOUT`) until the frames sent have left.
  */
 const makeWebSocket = (
   url: string,
@@ -226,15 +242,22 @@ const makeWebSocket = (
           },
           catch: (cause) => new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
         }),
-        (ws) =>
-          Effect.sync(() => {
-            if (current === (ws as unknown)) current = undefined
-            try {
-              ws.close(1000)
-            } catch {
-              // already closed or never opened
-            }
-          })
+        (acquired, exit) => {
+          const ws = acquired as unknown as WebSocket
+          if (current === ws) current = undefined
+          const wasOpen = ws.readyState === WebSocket.OPEN
+          try {
+            ws.close(1000)
+          } catch {
+            // already closed or never opened
+          }
+          // As for TCP (see streamSockets.ts): when the client closes, wait for the frames already sent to leave.
+          if (!wasOpen || !(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) return Effect.void
+          return untilWebSocketClosed(ws).pipe(
+            Effect.timeoutOption(StreamSockets.FLUSH_TIMEOUT),
+            Effect.andThen(Effect.sync(() => ws.terminate()))
+          )
+        }
       ),
       openTimeout === undefined ? undefined : { openTimeout }
     )
