@@ -5,7 +5,9 @@
  * For each workload, rounds alternate the clients (effect-mqtt, MQTT.js, C,
  * effect-mqtt, MQTT.js, C, …); every run starts fresh worker processes. Prints
  * medians and the ratio effect-mqtt / MQTT.js, and writes the results as JSON
- * and as Markdown.
+ * and as Markdown. Workload 1 also runs against a minimal acknowledging peer
+ * instead of mosquitto (`w1-peer-*`), where the client and not the broker
+ * sets the rate.
  *
  * Options:
  *   --quick            small counts, one round: proves the benchmark works (< 1 minute)
@@ -20,6 +22,7 @@
  *   --from-json FILE   run nothing: render FILE (a JSON written before) as text and as Markdown (RESULTS.md)
  *   --profile          CPU-profile effect-mqtt's workers (node --cpu-prof) and list the hottest functions
  *   --profile-dir DIR  where the .cpuprofile files go (default: a new temp dir)
+ *   --help             print these options
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -62,10 +65,17 @@ const { values: args } = parseArgs({
     "from-json": { type: "string" },
     markdown: { type: "string" },
     profile: { type: "boolean", default: false },
-    "profile-dir": { type: "string" }
+    "profile-dir": { type: "string" },
+    help: { type: "boolean", default: false }
   },
   allowPositionals: false
 })
+
+if (args.help) {
+  const usage = Fs.readFileSync(fileURLToPath(import.meta.url), "utf8").match(/\/\*\*\n([\s\S]*?)\*\//)?.[1] ?? ""
+  process.stdout.write(`${usage.replace(/^ \* ?/gm, "")}\n`)
+  process.exit(0)
+}
 
 const quick = args.quick
 const rounds = args.rounds !== undefined ? Number(args.rounds) : quick ? 1 : 3

@@ -70,7 +70,22 @@ export interface CodecSpec {
   readonly rounds: number
 }
 
-export type WorkerSpec = PublishSpec | SubscribeSpec | CodecSpec
+/**
+ * A minimal MQTT peer standing in for the broker, for measuring a client where
+ * the broker is not the bottleneck: it acknowledges every PUBLISH it reads
+ * and, when the client subscribes, sends it `count` PUBLISH packets.
+ */
+export interface PeerSpec {
+  readonly role: "peer"
+  /** PUBLISH packets to send to a client that subscribes (0 for a publisher's peer). */
+  readonly count: number
+  /** At most this many of them unacknowledged (QoS 0: written as fast as the socket drains). */
+  readonly window: number
+  readonly payloadSize: number
+  readonly timeoutMs: number
+}
+
+export type WorkerSpec = PublishSpec | SubscribeSpec | CodecSpec | PeerSpec
 
 /** Resource use of one worker process. */
 export interface ProcessUsage {
@@ -133,9 +148,20 @@ export interface CodecResult extends ProcessUsage {
   readonly decode: CodecSample
 }
 
+export interface PeerResult extends ProcessUsage {
+  readonly role: "peer"
+  /** PUBLISH packets read from the client. */
+  readonly publishesReceived: number
+  /** PUBLISH packets sent to the client. */
+  readonly publishesSent: number
+  /** Just before the first PUBLISH was written to the subscribed client (0 when none was). */
+  readonly firstSentAt: number
+}
+
 export type WorkerMessage =
-  | { readonly type: "ready" }
-  | { readonly type: "result"; readonly result: PublishResult | SubscribeResult | CodecResult }
+  /** `port`: where a peer listens. */
+  | { readonly type: "ready"; readonly port?: number | undefined }
+  | { readonly type: "result"; readonly result: PublishResult | SubscribeResult | CodecResult | PeerResult }
   | { readonly type: "error"; readonly message: string }
 
 export const LINE_PREFIX = "@@bench "

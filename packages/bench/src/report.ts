@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import { median } from "./measure.ts"
 import type { ClientName, CodecResult, CodecSample } from "./protocol.ts"
 import { BURST_LARGE, BURST_SMALL } from "./workloads/burst.ts"
+import { CLIENT_BOUND_PREFIX } from "./workloads/clientBound.ts"
 import type { Measurement, Metric, Variant } from "./workloads/shared.ts"
 
 export interface Meta {
@@ -107,7 +108,9 @@ export const checkTargets = (variants: ReadonlyArray<VariantResult>, codec: Read
   const targets: Array<Target> = []
   for (const v of variants.filter((v) => v.workload === 1)) {
     targets.push({
-      target: `workload 1, ${v.title}: effect-mqtt >= 1.5x MQTT.js`,
+      target: v.id.startsWith(CLIENT_BOUND_PREFIX)
+        ? `workload 1 as the client's own rate (our addition), ${v.title}: effect-mqtt >= 1.5x MQTT.js`
+        : `workload 1, ${v.title}: effect-mqtt >= 1.5x MQTT.js`,
       measured: fmtRatio(v.ratio),
       met: v.ratio !== null && v.ratio >= 1.5
     })

@@ -10,10 +10,14 @@
 import * as V8 from "node:v8"
 import type * as Effect from "effect/Effect"
 import { send } from "./measure.ts"
-import type { CodecResult, PublishResult, SubscribeResult, WorkerSpec } from "./protocol.ts"
+import type { CodecResult, PeerResult, PublishResult, SubscribeResult, WorkerSpec } from "./protocol.ts"
 
-const run = async (spec: WorkerSpec): Promise<PublishResult | SubscribeResult | CodecResult> => {
+const run = async (spec: WorkerSpec): Promise<PublishResult | SubscribeResult | CodecResult | PeerResult> => {
   switch (spec.role) {
+    case "peer": {
+      const { peer } = await import("./runners/peer.ts")
+      return peer(spec)
+    }
     case "codec": {
       const { codec } = await import("./runners/codec.ts")
       return codec(spec)

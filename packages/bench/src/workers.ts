@@ -18,8 +18,8 @@ export interface WorkerOptions {
 }
 
 export interface Worker<R> {
-  /** Resolves when the worker printed `ready`. */
-  readonly ready: Promise<void>
+  /** Resolves when the worker printed `ready` (with the port a peer listens on). */
+  readonly ready: Promise<number | undefined>
   readonly result: Promise<R>
   /** Waits up to `graceMs` for the worker to exit by itself (it does after its result), then SIGKILLs it. */
   readonly finish: (graceMs?: number) => Promise<void>
@@ -45,10 +45,10 @@ export const startWorker = <R>(spec: WorkerSpec, options: WorkerOptions): Worker
     if (process.env.BENCH_TRACE_MEMORY || process.env.BENCH_ALLOC_PROFILE) process.stderr.write(chunk.toString("utf8").replace(/^(?=.)/gm, `[${label}] `))
   })
 
-  let onReady: () => void = () => {}
+  let onReady: (port: number | undefined) => void = () => {}
   let onResult: (result: R) => void = () => {}
   let onFailure: (error: Error) => void = () => {}
-  const ready = new Promise<void>((resolve, reject) => {
+  const ready = new Promise<number | undefined>((resolve, reject) => {
     onReady = resolve
     onFailure = reject
   })
@@ -77,7 +77,7 @@ export const startWorker = <R>(spec: WorkerSpec, options: WorkerOptions): Worker
         continue
       }
       const message = JSON.parse(line.slice(LINE_PREFIX.length)) as WorkerMessage
-      if (message.type === "ready") onReady()
+      if (message.type === "ready") onReady(message.port)
       else if (message.type === "result") onResult(message.result as R)
       else onFailure(new Error(`${label} failed:\n${message.message}`))
     }
