@@ -1,7 +1,8 @@
 /**
  * The mosquitto broker every run goes through: started once per benchmark on
- * a free port on 127.0.0.1, with a config tuned so the broker is never the
- * limit the clients hit (see {@link config}).
+ * a free port on 127.0.0.1, with a config that sets no limit for the clients
+ * to hit (no inflight or queue bounds, see {@link config}). Its CPU is
+ * another matter: on two cores it is what sets the rate of workload 1.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -9,6 +10,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { sleep, spawnTracked, stop } from "./children.ts"
+import { now } from "./measure.ts"
 
 export const HOST = "127.0.0.1"
 
@@ -19,7 +21,67 @@ export interface Broker {
   readonly port: number
   /** e.g. "2.0.11" */
   readonly version: string
+  /** Starts sampling the broker's CPU time (Linux `/proc`; `undefined` elsewhere). */
+  readonly sampleCpu: () => CpuSampler | undefined
   readonly stop: () => Promise<void>
+}
+
+/**
+ * The broker's CPU time (user + system), sampled every 5 ms while a run goes
+ * on: how busy it was between two instants of the run tells how much faster
+ * any client could have made it go.
+ */
+export interface CpuSampler {
+  /** Percent of one core the broker used between two wall-clock instants (`now()` milliseconds). */
+  readonly busyPercent: (from: number, to: number) => number | undefined
+  readonly stop: () => void
+}
+
+const clockTicksPerSecond = (): number => {
+  try {
+    return Number(ChildProcess.execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+  } catch {
+    return 100
+  }
+}
+
+const sampleCpuOf = (pid: number | undefined, ticksPerSecond: number): CpuSampler | undefined => {
+  const statPath = `/proc/${pid}/stat`
+  if (pid === undefined || !Fs.existsSync(statPath)) return undefined
+  /** utime + stime in clock ticks: fields 14 and 15 of /proc/PID/stat, counted after the ")" closing the name. */
+  const read = (): number | undefined => {
+    try {
+      const fields = Fs.readFileSync(statPath, "utf8").split(") ")[1].split(" ")
+      return Number(fields[11]) + Number(fields[12])
+    } catch {
+      return undefined
+    }
+  }
+  const times: Array<number> = []
+  const ticks: Array<number> = []
+  const sample = () => {
+    const value = read()
+    if (value === undefined) return
+    times.push(now())
+    ticks.push(value)
+  }
+  sample()
+  const timer = setInterval(sample, 5)
+  /** The last sample at or before `at`. */
+  const ticksAt = (at: number) => {
+    let found: number | undefined
+    for (let i = 0; i < times.length && times[i] <= at; i++) found = ticks[i]
+    return found
+  }
+  return {
+    busyPercent: (from, to) => {
+      const start = ticksAt(from)
+      const end = ticksAt(to)
+      if (start === undefined || end === undefined || to <= from) return undefined
+      return (((end - start) / ticksPerSecond) * 1000 * 100) / (to - from)
+    },
+    stop: () => clearInterval(timer)
+  }
 }
 
 const isExecutable = (file: string): boolean => {
@@ -107,10 +169,12 @@ export const startBroker = async (): Promise<Broker> => {
     const deadline = Date.now() + 5_000
     while (child.exitCode === null && Date.now() < deadline && !(await canConnect(port))) await sleep(50)
     if (child.exitCode === null && (await canConnect(port))) {
+      const ticksPerSecond = clockTicksPerSecond()
       return {
         url: `mqtt://${HOST}:${port}`,
         port,
         version: versionOf(bin),
+        sampleCpu: () => sampleCpuOf(child.pid, ticksPerSecond),
         stop: async () => {
           await stop(child, 2_000)
           Fs.rmSync(dir, { recursive: true, force: true })

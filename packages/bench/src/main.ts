@@ -149,7 +149,8 @@ const main = async (): Promise<number> => {
       url: broker.url,
       port: broker.port,
       profileDir,
-      topic: () => `bench/${process.pid}/${++topics}`
+      topic: () => `bench/${process.pid}/${++topics}`,
+      sampleBrokerCpu: broker.sampleCpu
     }
     const variants = allVariants(quick).filter((v) => only === undefined || only.some((prefix) => v.id.startsWith(prefix)))
     const results: Array<VariantResult> = []

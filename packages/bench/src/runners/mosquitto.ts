@@ -61,6 +61,7 @@ export const runC = async (context: RunContext, options: CRunOptions): Promise<M
     { stdio: ["ignore", "pipe", "ignore"] }
   )
   let pub: ChildProcess.ChildProcess | undefined
+  const brokerCpu = context.sampleBrokerCpu()
   try {
     let lines = 0
     let lastAt = 0
@@ -129,12 +130,15 @@ export const runC = async (context: RunContext, options: CRunOptions): Promise<M
     const metrics: Record<string, number> = latencies !== undefined
       ? { ...latencySummary(latencies, Math.min(received, latencies.length)) }
       : { rate: received / ((lastAt - firstAt) / 1000) }
+    const brokerBusy = brokerCpu?.busyPercent(firstAt, lastAt)
+    if (brokerBusy !== undefined) metrics.brokerBusy = brokerBusy
     return {
       metrics,
       ok: complete,
       note: complete ? undefined : `${received} of ${options.count} messages arrived`
     }
   } finally {
+    brokerCpu?.stop()
     if (pub !== undefined) await stop(pub)
     await stop(sub)
     // Cleared only now: mosquitto_sub would have counted the clearing (empty) message as one more line.

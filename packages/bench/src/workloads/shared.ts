@@ -4,6 +4,7 @@
  * messages received over the time from the publisher's first publish to the
  * subscriber's last message.
  */
+import type { CpuSampler } from "../broker.ts"
 import type { ClientName, NodeClient, PublishResult, PublishSpec, QoS, SubscribeResult, SubscribeSpec } from "../protocol.ts"
 import { startWorker } from "../workers.ts"
 
@@ -12,7 +13,8 @@ export interface Metric {
   readonly key: string
   readonly label: string
   readonly unit: string
-  readonly better: "higher" | "lower"
+  /** "neither": context for reading the others (the broker's load), not a score. */
+  readonly better: "higher" | "lower" | "neither"
   readonly digits?: number
 }
 
@@ -30,6 +32,8 @@ export interface RunContext {
   readonly profileDir: string | undefined
   /** A topic no other run uses. */
   readonly topic: () => string
+  /** Starts sampling the broker's CPU time, where the platform allows. */
+  readonly sampleBrokerCpu: () => CpuSampler | undefined
 }
 
 export interface Variant {
@@ -47,6 +51,20 @@ export interface Variant {
 }
 
 export const RATE: Metric = { key: "rate", label: "msg/s", unit: "msg/s", better: "higher", digits: 0 }
+
+/**
+ * How much of one core mosquitto used from the first publish to the last
+ * message received. A client cannot make a run faster than 100 % of the
+ * broker allows: at B % busy in a run of MQTT.js, no client can beat it by
+ * more than 100 / B.
+ */
+export const BROKER_BUSY: Metric = {
+  key: "brokerBusy",
+  label: "mosquitto CPU, % of a core",
+  unit: "%",
+  better: "neither",
+  digits: 0
+}
 
 /** Runs a subscriber then a publisher of `client`; both processes are gone when it returns. */
 export const runPair = async (
@@ -101,6 +119,7 @@ export const nodeThroughput = async (
   const topic = context.topic()
   const clients = options.clients ?? 1
   const expected = options.count * clients
+  const brokerCpu = context.sampleBrokerCpu()
   const { pub, sub } = await runPair(
     context,
     client,
@@ -116,10 +135,12 @@ export const nodeThroughput = async (
       endMarker: false,
       timeoutMs: options.timeoutMs
     }
-  )
+  ).finally(() => brokerCpu?.stop())
+  const brokerBusy = brokerCpu?.busyPercent(pub.firstPublishAt, sub.lastReceivedAt)
   return {
     metrics: {
       rate: rateOf(pub, sub),
+      ...(brokerBusy !== undefined ? { brokerBusy } : {}),
       pubCpuMs: pub.cpuMs,
       subCpuMs: sub.cpuMs,
       pubPeakRssMiB: pub.peakRssMiB,

@@ -5,7 +5,7 @@
  */
 import { runC } from "../runners/mosquitto.ts"
 import type { QoS } from "../protocol.ts"
-import { nodeThroughput, RATE, type Variant } from "./shared.ts"
+import { BROKER_BUSY, nodeThroughput, RATE, type Variant } from "./shared.ts"
 
 const WINDOW = 1_000
 
@@ -13,7 +13,7 @@ const variant = (qos: QoS, count: number): Variant => ({
   id: `w1-qos${qos}`,
   workload: 1,
   title: `QoS ${qos}, window ${WINDOW.toLocaleString("en-US")}, ${count.toLocaleString("en-US")} msgs`,
-  metrics: [RATE],
+  metrics: [RATE, BROKER_BUSY],
   primary: "rate",
   clients: ["effect", "mqttjs", "c"],
   run: (client, context) => {
