@@ -106,8 +106,8 @@ const fmtRatio = (value: number | undefined | null) =>
 /**
  * For a run through mosquitto: how busy it was in MQTT.js's runs, and so the
  * most any client could gain while the broker's CPU per message stays what it
- * was (within ~5 % for the three clients at QoS 1 and 2; the C clients make
- * it ~25 % cheaper at QoS 0, see RESULTS.md).
+ * was (it does not depend on the clients at QoS 1; at QoS 0 a C subscriber
+ * makes it ~25 % cheaper than either Node subscriber, see RESULTS.md).
  */
 const brokerBound = (v: VariantResult): string => {
   const busy = v.medians.mqttjs?.brokerBusy

@@ -54,9 +54,9 @@ export const RATE: Metric = { key: "rate", label: "msg/s", unit: "msg/s", better
 
 /**
  * How much of one core mosquitto used from the first publish to the last
- * message received. A client cannot make a run faster than 100 % of the
- * broker allows: at B % busy in a run of MQTT.js, no client can beat it by
- * more than 100 / B.
+ * message received. A single-threaded broker cannot go past 100 %: at B %
+ * busy in MQTT.js's runs, and the broker's CPU per message unchanged, no
+ * client could beat MQTT.js by more than 100 / B.
  */
 export const BROKER_BUSY: Metric = {
   key: "brokerBusy",
