@@ -51,6 +51,13 @@ describe("npm run bench -- --quick", () => {
           expect(value, `${variant.id} ${client} ${variant.primary}: ${JSON.stringify(runs)}`).toBeGreaterThan(0)
           // Against the minimal peer nothing is lost in a broker: every publish reached it, every message the subscriber.
           if (variant.id.startsWith("w1-peer-")) expect(runs.every((run) => run.ok), `${variant.id} ${client}: ${JSON.stringify(runs)}`).toBe(true)
+          // Through mosquitto (on Linux): how busy the broker was, a share of one core (10 ms clock ticks over a
+          // quick run of ~0.1 s can read high, hence the loose upper bound).
+          if (/^w1-qos/.test(variant.id) && process.platform === "linux") {
+            const busy = variant.medians[client]?.brokerBusy
+            expect(busy, `${variant.id} ${client} brokerBusy`).toBeGreaterThan(0)
+            expect(busy, `${variant.id} ${client} brokerBusy`).toBeLessThanOrEqual(200)
+          }
         }
       }
       expect(report.codec?.length).toBe(3)
