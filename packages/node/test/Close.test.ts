@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { NodeMqttClient } from "@effect-mqtt/node"
 import { Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as Net from "node:net"
-import { WebSocket, WebSocketServer } from "@effect/platform-node/NodeWS"
+import { WebSocketServer } from "@effect/platform-node/NodeWS"
 
 interface StalledBroker {
   readonly url: string
@@ -56,35 +56,50 @@ const frameCounter = (onConnect: () => void) => {
 const CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x00])
 
 /**
+ * What both brokers share: their one client connection, which answers CONNECT
+ * and then stops reading until `resume`; the PUBLISH packets read; `ended`
+ * once the client's side ended.
+ */
+const makeStalledConnection = () => {
+  let resumeReading: () => void = () => {}
+  let counter: ReturnType<typeof frameCounter> | undefined
+  let endedResolve: () => void = () => {}
+  const ended = new Promise<void>((resolve) => endedResolve = resolve)
+  return {
+    /** A client connected: returns what to feed its bytes to. */
+    accept: (connection: { readonly answer: (bytes: Buffer) => void; readonly pause: () => void; readonly resume: () => void }) => {
+      resumeReading = connection.resume
+      counter = frameCounter(() => {
+        connection.answer(CONNACK)
+        connection.pause()
+      })
+      return counter.feed
+    },
+    end: () => endedResolve(),
+    broker: (url: string): StalledBroker => ({
+      url,
+      resume: () => resumeReading(),
+      publishes: () => counter?.publishes() ?? 0,
+      ended
+    })
+  }
+}
+
+/**
  * A broker that answers CONNECT and then stops reading until `resume`: our
- * writes back up in the kernel, then in Node's buffer. Counts the PUBLISH
- * packets it reads and resolves `ended` when the client's side ends.
+ * writes back up in the kernel, then in Node's buffer.
  */
 const stalledTcpBroker = Effect.acquireRelease(
   Effect.callback<StalledBroker & { readonly server: Net.Server }>((resume) => {
-    let connection: Net.Socket | undefined
-    let endedResolve: () => void = () => {}
-    const ended = new Promise<void>((resolve) => endedResolve = resolve)
-    let counter: ReturnType<typeof frameCounter> | undefined
+    const stalled = makeStalledConnection()
     const server = Net.createServer((socket) => {
-      connection = socket
-      counter = frameCounter(() => {
-        socket.write(CONNACK)
-        socket.pause() // and read nothing more until resumed
-      })
-      socket.on("data", counter.feed)
-      socket.on("end", () => endedResolve())
-      socket.on("close", () => endedResolve())
+      socket.on("data", stalled.accept({ answer: (bytes) => socket.write(bytes), pause: () => socket.pause(), resume: () => socket.resume() }))
+      socket.on("end", stalled.end)
+      socket.on("close", stalled.end)
       socket.on("error", () => {})
     })
     server.listen(0, "127.0.0.1", () =>
-      resume(Effect.succeed({
-        url: `mqtt://127.0.0.1:${(server.address() as Net.AddressInfo).port}`,
-        resume: () => connection?.resume(),
-        publishes: () => counter?.publishes() ?? 0,
-        ended,
-        server
-      })))
+      resume(Effect.succeed({ ...stalled.broker(`mqtt://127.0.0.1:${(server.address() as Net.AddressInfo).port}`), server })))
   }),
   ({ server }) =>
     Effect.callback<void>((resume) => {
@@ -95,10 +110,7 @@ const stalledTcpBroker = Effect.acquireRelease(
 /** The same over WebSocket: the server stops reading the TCP socket under the WebSocket (`ws.pause()`). */
 const stalledWebSocketBroker = Effect.acquireRelease(
   Effect.callback<StalledBroker & { readonly server: InstanceType<typeof WebSocketServer> }>((resume) => {
-    let connection: WebSocket | undefined
-    let endedResolve: () => void = () => {}
-    const ended = new Promise<void>((resolve) => endedResolve = resolve)
-    let counter: ReturnType<typeof frameCounter> | undefined
+    const stalled = makeStalledConnection()
     const server = new WebSocketServer({
       host: "127.0.0.1",
       port: 0,
@@ -106,23 +118,13 @@ const stalledWebSocketBroker = Effect.acquireRelease(
       handleProtocols: (protocols) => protocols.has("mqtt") ? "mqtt" : false
     })
     server.on("connection", (ws) => {
-      connection = ws
-      counter = frameCounter(() => {
-        ws.send(CONNACK)
-        ws.pause()
-      })
-      ws.on("message", (data) => counter!.feed(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)))
-      ws.on("close", () => endedResolve())
+      const feed = stalled.accept({ answer: (bytes) => ws.send(bytes), pause: () => ws.pause(), resume: () => ws.resume() })
+      ws.on("message", (data) => feed(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)))
+      ws.on("close", stalled.end)
       ws.on("error", () => {})
     })
     server.once("listening", () =>
-      resume(Effect.succeed({
-        url: `ws://127.0.0.1:${(server.address() as Net.AddressInfo).port}/mqtt`,
-        resume: () => connection?.resume(),
-        publishes: () => counter?.publishes() ?? 0,
-        ended,
-        server
-      })))
+      resume(Effect.succeed({ ...stalled.broker(`ws://127.0.0.1:${(server.address() as Net.AddressInfo).port}/mqtt`), server })))
   }),
   ({ server }) =>
     Effect.callback<void>((resume) => {

@@ -38,12 +38,16 @@ const closeSocket = (conn: StreamSocket, isOpen: boolean) => {
   else conn.destroy()
 }
 
-const untilClosed = (conn: StreamSocket): Effect.Effect<void> =>
+/** Waits for `emitter`'s "close" event (at once when `isClosed`); also used for WebSockets (transport.ts). */
+export const untilClosed = (
+  emitter: { once(event: "close", listener: () => void): unknown; off(event: "close", listener: () => void): unknown },
+  isClosed: () => boolean
+): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
-    if (conn.closed) return resume(Effect.void)
+    if (isClosed()) return resume(Effect.void)
     const onClose = () => resume(Effect.void)
-    conn.once("close", onClose)
-    return Effect.sync(() => conn.off("close", onClose))
+    emitter.once("close", onClose)
+    return Effect.sync(() => emitter.off("close", onClose))
   })
 
 const open = (connect: () => StreamSocket, connectedEvent: "connect" | "secureConnect") =>
@@ -56,7 +60,7 @@ const open = (connect: () => StreamSocket, connectedEvent: "connect" | "secureCo
       if (socket === undefined || !isOpen || !(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) {
         return Effect.void
       }
-      return untilClosed(socket).pipe(
+      return untilClosed(socket, () => socket.closed).pipe(
         Effect.timeoutOption(FLUSH_TIMEOUT),
         Effect.andThen(Effect.sync(() => socket.destroy()))
       )

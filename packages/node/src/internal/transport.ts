@@ -206,19 +206,6 @@ const concat = (chunks: ReadonlyArray<Uint8Array | string>): Uint8Array => {
 }
 
 /**
- * Waits for the WebSocket's "close": `ws` emits it once the close handshake is
- * done and the TCP socket closed, which is after every frame queued before
- * `close()` was written out.
- */
-const untilWebSocketClosed = (ws: WebSocket): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    if (ws.readyState === WebSocket.CLOSED) return resume(Effect.void)
-    const onClose = () => resume(Effect.void)
-    ws.once("close", onClose)
-    return Effect.sync(() => ws.off("close", onClose))
-  })
-
-/**
  * A WebSocket (`ws` package) carrying MQTT: subprotocol `mqtt`, binary frames.
  * A batch of packets goes out as one frame; the broker's packets may span
  * frames or share one (the core's decoder is streaming). Writes wait for the
@@ -253,7 +240,8 @@ const makeWebSocket = (
           }
           // As for TCP (see streamSockets.ts): when the client closes, wait for the frames already sent to leave.
           if (!wasOpen || !(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) return Effect.void
-          return untilWebSocketClosed(ws).pipe(
+          // `ws` emits "close" once the close handshake is done and the TCP socket closed: after every frame sent.
+          return StreamSockets.untilClosed(ws, () => ws.readyState === WebSocket.CLOSED).pipe(
             Effect.timeoutOption(StreamSockets.FLUSH_TIMEOUT),
             Effect.andThen(Effect.sync(() => ws.terminate()))
           )
